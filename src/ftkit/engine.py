@@ -1,0 +1,484 @@
+"""The one training engine: every task trains, evaluates and predicts through here.
+
+Run folder layout (``RUN_DIR``)::
+
+    recipe.yaml        the resolved recipe (re-runnable with --recipe)
+    run.json           task, labels, base model, data summary, final metrics
+    checkpoints/       Trainer checkpoints (resume with --resume)
+    model/             the best model, tokenizer and ftkit.json (what export ships)
+    train_log.jsonl    one JSON object per Trainer log event
+    training.png       loss and dev metric over steps
+    eval_<split>.json  metrics written by finetune (test) and by `ftkit eval`
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ftkit import __version__
+from ftkit.config import RunConfig, dump_yaml, validate, validate_options
+from ftkit.errors import FtkitError
+from ftkit.tasks import get_task_class
+
+MODEL_SUBDIR = "model"
+META_FILE = "ftkit.json"
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("FTKIT_CACHE_DIR") or Path.home() / ".cache" / "ftkit")
+
+
+# ---------------------------------------------------------------------------
+# task and data
+
+
+def make_task(task_name: str, options: dict[str, Any], source: str = "recipe"):
+    cls = get_task_class(task_name)
+    return cls(validate_options(cls.Options, options, source))
+
+
+def read_splits(task, cfg: RunConfig) -> dict[str, Any]:
+    """Read, validate and label-check every split the recipe names."""
+    d = cfg.data
+    if not d.train:
+        raise FtkitError("no training data", hint="pass --train FILE or set data.train in the recipe")
+    splits = {"train": task.read(d.train, "train", d.format, d.encoding)}
+    if d.max_train_examples:
+        splits["train"] = splits["train"].select(range(min(d.max_train_examples, len(splits["train"]))))
+    if d.validation:
+        splits["validation"] = task.read(d.validation, "validation", d.format, d.encoding)
+    elif d.validation_fraction:
+        parts = splits["train"].train_test_split(test_size=d.validation_fraction, seed=cfg.training.seed)
+        splits["train"], splits["validation"] = parts["train"], parts["test"]
+    if d.test:
+        splits["test"] = task.read(d.test, "test", d.format, d.encoding)
+    labels = task.labels(splits["train"])
+    for name in ("validation", "test"):
+        if name in splits:
+            task.check_labels(splits[name], labels, getattr(d, name) or name)
+    return splits
+
+
+def _tokenizer_fingerprint(tokenizer) -> str:
+    h = hashlib.sha256(type(tokenizer).__name__.encode())
+    h.update(tokenizer.backend_tokenizer.to_str().encode())
+    return h.hexdigest()[:16]
+
+
+def encode_cached(task, examples, tokenizer, labels, max_length: int, train: bool):
+    """``task.encode`` with an on-disk cache keyed by data, tokenizer and options."""
+    from datasets import load_from_disk
+
+    key = json.dumps(
+        [__version__, task.name, task.options.model_dump(mode="json"), examples._fingerprint,
+         _tokenizer_fingerprint(tokenizer), labels, max_length, train],
+        sort_keys=True,
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+    path = cache_dir() / "features" / digest
+    if os.environ.get("FTKIT_NO_CACHE") != "1" and (path / "dataset_info.json").exists():
+        try:
+            return load_from_disk(str(path))
+        except Exception:
+            shutil.rmtree(path, ignore_errors=True)
+    features = task.encode(examples, tokenizer, labels, max_length, train)
+    if os.environ.get("FTKIT_NO_CACHE") != "1":
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=".tmp-"))
+            features.save_to_disk(str(tmp))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a cache is an optimisation, never a failure
+    return features
+
+
+# ---------------------------------------------------------------------------
+# Trainer plumbing
+
+
+def _precision(requested: str, family: str, device: str) -> dict[str, bool]:
+    import torch
+
+    on_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if requested == "auto":
+        if not on_cuda:
+            return {}
+        if torch.cuda.is_bf16_supported():
+            return {"bf16": True}
+        return {} if family == "t5" else {"fp16": True}  # T5 overflows in fp16
+    if requested in ("bf16", "fp16") and not on_cuda and requested == "fp16":
+        raise FtkitError("--precision fp16 needs a CUDA device", hint="use bf16 or fp32 on CPU")
+    return {"bf16": True} if requested == "bf16" else {"fp16": True} if requested == "fp16" else {}
+
+
+def _device_args(device: str) -> dict[str, Any]:
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise FtkitError("--device cuda was asked for, but no CUDA device is available")
+    return {"use_cpu": device == "cpu"}
+
+
+def _trainer_class():
+    from torch.utils.data import SequentialSampler
+    from transformers import Trainer
+
+    class FtkitTrainer(Trainer):
+        # transformers 5.x also length-groups *evaluation* batches when
+        # train_sampling_strategy="group_by_length", which reorders predictions
+        # relative to the features. Decoding needs them in order.
+        def _get_eval_sampler(self, eval_dataset):
+            return SequentialSampler(eval_dataset)
+
+    return FtkitTrainer
+
+
+def _make_compute_metrics(task, examples, features, labels):
+    def compute(eval_pred):
+        preds = task.decode(examples, features, eval_pred.predictions, labels)
+        metrics = task.score(examples, preds, labels)
+        return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+
+    return compute
+
+
+def _callbacks(run_dir: Path):
+    from transformers import TrainerCallback
+
+    class JsonlLog(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            with open(run_dir / "train_log.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **(logs or {})}) + "\n")
+
+    class GracefulInterrupt(TrainerCallback):
+        """First Ctrl-C: save a checkpoint at the end of the step and stop. Second: abort."""
+
+        interrupted = False
+
+        def on_train_begin(self, args, state, control, **kw):
+            def handler(signum, frame):
+                if self.interrupted:
+                    raise KeyboardInterrupt
+                self.interrupted = True
+                log("\ninterrupt: saving a checkpoint after this step (Ctrl-C again to abort)")
+
+            self._old = signal.signal(signal.SIGINT, handler) if _main_thread() else None
+
+        def on_step_end(self, args, state, control, **kw):
+            if self.interrupted:
+                control.should_save = True
+                control.should_training_stop = True
+
+        def on_train_end(self, args, state, control, **kw):
+            if self._old is not None:
+                signal.signal(signal.SIGINT, self._old)
+
+    return JsonlLog(), GracefulInterrupt()
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _training_args(cfg: RunConfig, out: Path, family: str, has_eval: bool, best_metric: str):
+    from transformers import TrainingArguments
+
+    t = cfg.training
+    eval_strategy = t.eval_strategy if has_eval else "no"
+    if eval_strategy == "steps" and not t.eval_steps:
+        raise FtkitError("training.eval_strategy=steps needs training.eval_steps")
+    return TrainingArguments(
+        output_dir=str(out),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size or t.batch_size * 2,
+        gradient_accumulation_steps=t.gradient_accumulation,
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_ratio,
+        lr_scheduler_type=t.lr_scheduler,
+        seed=t.seed,
+        data_seed=t.seed,
+        eval_strategy=eval_strategy,
+        eval_steps=t.eval_steps,
+        save_strategy=eval_strategy if eval_strategy != "no" else "epoch",
+        save_steps=t.eval_steps,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=eval_strategy != "no",
+        metric_for_best_model=best_metric if eval_strategy != "no" else None,
+        greater_is_better=True,
+        logging_strategy="steps",
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        report_to="none",
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        length_column_name="length",
+        dataloader_num_workers=t.dataloader_workers,
+        disable_tqdm=False,
+        save_only_model=False,
+        **_precision(t.precision, family, t.device),
+        **_device_args(t.device),
+    )
+
+
+# ---------------------------------------------------------------------------
+# model loading
+
+
+def load_base(cfg: RunConfig, task, labels):
+    from transformers import set_seed
+
+    from ftkit.families import check_weights, load_config, load_tokenizer, max_length_for, prepare_model
+
+    info = load_config(cfg.model)
+    check_weights(info.path)
+    tokenizer = load_tokenizer(info)
+    set_seed(cfg.training.seed)  # the new head's initialisation is part of the run's seed
+    try:
+        model = task.build_model(info, labels, tokenizer)
+    except (OSError, ValueError) as e:
+        raise FtkitError(f"cannot build a {task.name} model from '{cfg.model}': {str(e).splitlines()[0][:200]}") from None
+    prepare_model(model, tokenizer)
+    return info, tokenizer, model, max_length_for(info, tokenizer, cfg.training.max_length)
+
+
+def find_model_dir(path: str | Path) -> Path:
+    """A run folder's ``model/``, or a model folder itself."""
+    p = Path(path)
+    if (p / MODEL_SUBDIR / META_FILE).exists():
+        return p / MODEL_SUBDIR
+    if (p / META_FILE).exists():
+        return p
+    if (p / "run.json").exists():
+        raise FtkitError("this run has no finished model yet", file=p, hint="finish it with `ftkit finetune --resume`")
+    if not p.exists():
+        raise FtkitError("no such run or model folder", file=p)
+    raise FtkitError("not an ftkit run or export folder (no ftkit.json)", file=p)
+
+
+def load_trained(path: str | Path):
+    """(task, model, tokenizer, meta) from a run folder or an exported folder."""
+    from transformers import AutoTokenizer
+    import transformers
+
+    mdir = find_model_dir(path)
+    meta = json.loads((mdir / META_FILE).read_text(encoding="utf-8"))
+    task = make_task(meta["task"], meta.get("task_options", {}), source=str(mdir / META_FILE))
+    kwargs = {"add_prefix_space": True} if meta.get("add_prefix_space") else {}
+    tokenizer = AutoTokenizer.from_pretrained(str(mdir), **kwargs)
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = getattr(transformers, task.auto_class).from_pretrained(str(mdir))
+    return task, model, tokenizer, meta
+
+
+def run_outputs(task, model, tokenizer, features, labels, batch_size: int = 32, device: str = "auto"):
+    """Model outputs for ``features`` in order (reduced by the task), through the Trainer."""
+    from transformers import TrainingArguments
+
+    with tempfile.TemporaryDirectory(prefix="ftkit-predict-") as tmp:
+        args = TrainingArguments(
+            output_dir=tmp, per_device_eval_batch_size=batch_size, report_to="none",
+            disable_tqdm=True, **_device_args(device),
+        )
+        trainer = _trainer_class()(
+            model=model, args=args, data_collator=task.collator(tokenizer), processing_class=tokenizer,
+            preprocess_logits_for_metrics=lambda logits, _: task.reduce_logits(logits, labels),
+        )
+        with contextlib.redirect_stdout(sys.stderr):
+            return trainer.predict(features).predictions
+
+
+# ---------------------------------------------------------------------------
+# finetune
+
+
+def prepare_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if resume:
+            return
+        if not overwrite:
+            raise FtkitError(
+                "output folder exists and is not empty", file=run_dir,
+                hint="pass --overwrite to replace it, --resume to continue it, or choose another --output",
+            )
+
+
+def finetune(cfg: RunConfig, run_dir: Path, *, overwrite: bool = False, resume: bool = False,
+             recipe_source: str = "recipe") -> dict[str, Any]:
+    started = time.time()
+    task = make_task(cfg.task, cfg.task_options, recipe_source)
+    prepare_run_dir(run_dir, overwrite, resume)
+
+    log(f"ftkit {__version__}: task {task.name}, model {cfg.model}")
+    splits = read_splits(task, cfg)
+    labels = task.labels(splits["train"])
+    summary = {name: task.data_summary(ds) for name, ds in splits.items()}
+    for name, s in summary.items():
+        log(f"  {name}: {json.dumps(s)}")
+    if getattr(task, "schemes", None):
+        log(f"  tag schemes (normalised to IOB2): {task.schemes}")
+
+    info, tokenizer, model, max_length = load_base(cfg, task, labels)
+    log(f"  model: {info.path} (family {info.family}, {info.model_type}); window {max_length} sub-tokens")
+    features = {
+        name: encode_cached(task, ds, tokenizer, labels, max_length, train=(name == "train"))
+        for name, ds in splits.items()
+    }
+    for name in ("validation", "test"):
+        if name in features and len(features[name]) > len(splits[name]):
+            log(f"  {name}: {len(features[name]) - len(splits[name])} extra windows for long inputs")
+
+    # Everything the user could have got wrong has been checked: now the run folder is created.
+    created = not run_dir.exists()
+    if run_dir.exists() and overwrite and not resume:
+        shutil.rmtree(run_dir)
+        created = True
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_dir = run_dir / "checkpoints"
+    try:
+        (run_dir / "recipe.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
+        result = _train(cfg, task, info, tokenizer, model, max_length, labels, splits, features, run_dir,
+                        resume, summary, started)
+    except BaseException:
+        # A run that never reached a checkpoint is not worth keeping.
+        if created and not any(ckpt_dir.glob("checkpoint-*")):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return result
+
+
+def _train(cfg, task, info, tokenizer, model, max_length, labels, splits, features, run_dir: Path, resume,
+           summary, started) -> dict[str, Any]:
+    from transformers import EarlyStoppingCallback
+    from transformers.trainer_utils import get_last_checkpoint
+
+    has_eval = "validation" in splits
+    args = _training_args(cfg, run_dir / "checkpoints", info.family, has_eval, task.best_metric)
+    jsonl, interrupt = _callbacks(run_dir)
+    callbacks = [jsonl, interrupt]
+    if cfg.training.early_stopping_patience and has_eval:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_patience))
+    trainer = _trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=features["train"],
+        eval_dataset=features.get("validation"),
+        data_collator=task.collator(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=_make_compute_metrics(task, splits["validation"], features["validation"], labels)
+        if has_eval else None,
+        preprocess_logits_for_metrics=lambda logits, _: task.reduce_logits(logits, labels),
+        callbacks=callbacks,
+    )
+    checkpoint = None
+    if resume:
+        checkpoint = get_last_checkpoint(str(run_dir / "checkpoints")) if (run_dir / "checkpoints").is_dir() else None
+        log(f"  resuming from {checkpoint}" if checkpoint else "  --resume: no checkpoint yet, starting fresh")
+    with contextlib.redirect_stdout(sys.stderr):
+        train_out = trainer.train(resume_from_checkpoint=checkpoint)
+    if interrupt.interrupted:
+        log(f"stopped; a checkpoint is in {run_dir / 'checkpoints'}. Continue with:\n"
+            f"  ftkit finetune --recipe {run_dir / 'recipe.yaml'} --output {run_dir} --resume")
+        raise SystemExit(130)
+
+    save_model(trainer, tokenizer, task, info, labels, max_length, cfg, run_dir / MODEL_SUBDIR)
+    metrics: dict[str, Any] = {"train_loss": train_out.training_loss, "train_steps": train_out.global_step}
+    if trainer.state.best_model_checkpoint:
+        metrics["best_checkpoint"] = Path(trainer.state.best_model_checkpoint).name
+    for name in ("validation", "test"):
+        if name in splits:
+            outputs = run_outputs(task, trainer.model, tokenizer, features[name], labels,
+                                  cfg.training.eval_batch_size or cfg.training.batch_size * 2, cfg.training.device)
+            scores = task.score(splits[name], task.decode(splits[name], features[name], outputs, labels), labels)
+            write_json(run_dir / f"eval_{name}.json", {"split": name, "data": getattr(cfg.data, name), **scores})
+            metrics[name] = scores
+    meta = {
+        "ftkit_version": __version__, "task": task.name, "base_model": cfg.model, "base_model_path": info.path,
+        "family": info.family, "labels": labels, "max_length": max_length, "data": summary,
+        "wall_time_s": round(time.time() - started, 1), "metrics": metrics,
+    }
+    write_json(run_dir / "run.json", meta)
+    from ftkit.plot import plot_training
+
+    plot_training(run_dir / "train_log.jsonl", run_dir / "training.png", task.best_metric)
+    return meta
+
+
+def save_model(trainer, tokenizer, task, info, labels, max_length, cfg, out: Path) -> None:
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))
+    # Trainer also pickles its TrainingArguments: not part of a model, and not safe to load.
+    (tmp / "training_args.bin").unlink(missing_ok=True)
+    tokenizer.save_pretrained(str(tmp))
+    write_json(tmp / META_FILE, {
+        "ftkit_version": __version__, "task": task.name, "task_options": task.options.model_dump(mode="json"),
+        "labels": labels, "max_length": max_length, "family": info.family, "model_type": info.model_type,
+        "base_model": cfg.model, "add_prefix_space": bool(getattr(tokenizer, "add_prefix_space", False)),
+    })
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------
+# eval and predict
+
+
+def evaluate_run(run_dir: Path, split: str, data: str | None = None, batch_size: int = 32,
+                 device: str = "auto") -> dict[str, Any]:
+    task, model, tokenizer, meta = load_trained(run_dir)
+    labels = meta["labels"]
+    recipe = Path(run_dir) / "recipe.yaml"
+    fmt, encoding = "auto", "utf-8"
+    if recipe.exists():
+        from ftkit.config import load_yaml
+
+        cfg = validate(load_yaml(recipe), str(recipe))
+        fmt, encoding = cfg.data.format, cfg.data.encoding
+        data = data or getattr(cfg.data, split, None)
+    if not data:
+        raise FtkitError(f"the run has no {split} data", hint="pass --data FILE")
+    examples = task.read(data, split, fmt, encoding)
+    task.check_labels(examples, labels, data)
+    features = task.encode(examples, tokenizer, labels, meta["max_length"], train=False)
+    outputs = run_outputs(task, model, tokenizer, features, labels, batch_size, device)
+    scores = task.score(examples, task.decode(examples, features, outputs, labels), labels)
+    return {"split": split, "data": data, **scores}
+
+
+def predict_records(model_path: str | Path, records: list[dict[str, Any]], batch_size: int = 32,
+                    device: str = "auto") -> list[dict[str, Any]]:
+    task, model, tokenizer, meta = load_trained(model_path)
+    labels = meta["labels"]
+    examples = task.predict_examples(records)
+    if len(examples) == 0:
+        return []
+    features = task.encode(examples, tokenizer, labels, meta["max_length"], train=False)
+    outputs = run_outputs(task, model, tokenizer, features, labels, batch_size, device)
+    preds = task.decode(examples, features, outputs, labels)
+    return [task.format_prediction(ex, p) for ex, p in zip(examples, preds)]

@@ -1,0 +1,97 @@
+"""The task protocol: everything the engine needs to know about one task.
+
+The engine (``ftkit.engine``) is the only code that touches the Trainer; a task
+only says how to read its data, turn it into model features, pick a model head,
+turn model outputs back into user-facing predictions, and score them.
+
+Data flow::
+
+    read(path)                 -> examples  (datasets.Dataset of raw, validated records)
+    encode(examples, ...)      -> features  (model inputs + an ``example_id`` column)
+    Trainer / predict loop     -> outputs   (per-feature arrays, see ``reduce_logits``)
+    decode(examples, features, outputs) -> predictions (one per example, word/char level)
+    score(examples, predictions)        -> metrics dict (fractions 0-1, ``per_label``)
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+
+class TaskOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Task(ABC):
+    name: ClassVar[str]
+    #: the ``transformers.pipeline`` task an exported model serves
+    pipeline_task: ClassVar[str]
+    #: the Auto class that loads an exported model with plain transformers
+    auto_class: ClassVar[str]
+    #: metric (key of ``score``) that selects the best checkpoint; higher is better
+    best_metric: ClassVar[str] = "f1"
+    Options: ClassVar[type[TaskOptions]] = TaskOptions
+
+    def __init__(self, options: TaskOptions | None = None) -> None:
+        self.options = options if options is not None else self.Options()
+
+    # ---- data -------------------------------------------------------------
+    @abstractmethod
+    def read(self, path: str, split: str, fmt: str = "auto", encoding: str = "utf-8"):
+        """Read and validate one split; return a ``datasets.Dataset`` of examples.
+
+        Raise :class:`~ftkit.errors.FtkitError` naming file and line for bad input.
+        """
+
+    @abstractmethod
+    def labels(self, train) -> list[str]:
+        """The label set, taken from the training split."""
+
+    def check_labels(self, examples, labels: list[str], source: str) -> None:
+        """Raise if an evaluation split uses a label never seen in training."""
+
+    def data_summary(self, examples) -> dict[str, Any]:
+        return {"examples": len(examples)}
+
+    # ---- model ------------------------------------------------------------
+    @abstractmethod
+    def build_model(self, info, labels: list[str], tokenizer):
+        """A model with this task's head for the checkpoint's family."""
+
+    # ---- features ---------------------------------------------------------
+    @abstractmethod
+    def encode(self, examples, tokenizer, labels: list[str], max_length: int, train: bool):
+        """Model features with an ``example_id`` column pointing back to ``examples``."""
+
+    def collator(self, tokenizer):
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(tokenizer)
+
+    def reduce_logits(self, logits, labels):
+        """Shrink raw logits before they are gathered for ``decode`` (runs per batch)."""
+        return logits
+
+    # ---- outputs ----------------------------------------------------------
+    @abstractmethod
+    def decode(self, examples, features, outputs, labels: list[str]) -> list[Any]:
+        """One user-level prediction per example."""
+
+    @abstractmethod
+    def score(self, examples, predictions: list[Any], labels: list[str]) -> dict[str, Any]:
+        """Metrics as fractions 0-1, including ``per_label``."""
+
+    def format_table(self, metrics: dict[str, Any]) -> str:
+        return "\n".join(f"{k}: {v}" for k, v in metrics.items() if not isinstance(v, dict))
+
+    # ---- predict ----------------------------------------------------------
+    @abstractmethod
+    def predict_examples(self, records: list[dict[str, Any]]):
+        """Examples (as from ``read``) built from raw predict inputs."""
+
+    @abstractmethod
+    def format_prediction(self, example: dict[str, Any], prediction: Any) -> dict[str, Any]:
+        """One JSON-serialisable output record for ``ftkit predict``."""

@@ -1,0 +1,388 @@
+"""Named-entity recognition: CoNLL/JSONL/CSV/Parquet in, entity-level seqeval scores out.
+
+- Tags are normalised to IOB2 (IOB1 and BIOES input are detected and converted).
+- Words are aligned to sub-tokens with ``word_ids()``; the first sub-token of a word
+  carries its label (``label_all_subtokens`` labels the rest with I- tags too, while
+  predictions are always read from the first sub-token).
+- Sentences longer than the model's window are split into overlapping *word*
+  windows and stitched back per word (each word takes the prediction of the window
+  where it has the most context) -- never truncated.
+- Scores are computed on words, after sub-tokens are mapped back.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from ftkit.data.conll import TAG_RE, detect_scheme, read_conll, to_iob2
+from ftkit.data.records import detect_format, iter_records
+from ftkit.errors import FtkitError
+from ftkit.recipes import resolve_packaged
+from ftkit.tasks.base import Task, TaskOptions
+
+WORD_RE = re.compile(r"\w+(?:[-'’.]\w+)*|[^\w\s]", re.UNICODE)
+
+
+class NerOptions(TaskOptions):
+    tag_scheme: Literal["auto", "iob1", "iob2", "bioes"] = Field(
+        "auto", description="scheme of the input tags; all are normalised to IOB2"
+    )
+    tag_column: int = Field(-1, description="CoNLL column holding the tag (default: the last)")
+    tokens_field: str = "tokens"
+    tags_field: str = "tags"
+    label_all_subtokens: bool = Field(False, description="train on every sub-token, not only the first")
+    window_stride: int = Field(32, ge=0, description="sub-tokens of overlap between windows of long sentences")
+
+
+# ---------------------------------------------------------------------------
+# windows over long sentences
+
+
+def plan_windows(word_lengths: list[int], budget: int, stride: int) -> list[tuple[int, int]]:
+    """Split words into windows ``[start, end)`` of at most ``budget`` sub-tokens.
+
+    Consecutive windows overlap by up to ``stride`` sub-tokens of whole words. A
+    single word longer than the budget gets a window of its own (its sub-tokens are
+    truncated, its first sub-token -- the one that is scored -- is kept).
+    """
+    n = len(word_lengths)
+    if n == 0:
+        return [(0, 0)]
+    lengths = [min(max(x, 0), budget) for x in word_lengths]
+    windows = []
+    start = 0
+    while True:
+        end = _fill(lengths, start, budget)
+        if windows and end <= windows[-1][1]:
+            # the overlap left no room for a new word: start after the last window instead
+            start = windows[-1][1]
+            end = _fill(lengths, start, budget)
+        windows.append((start, end))
+        if end >= n:
+            return windows
+        nxt, overlap = end, 0
+        while nxt - 1 > start and overlap + lengths[nxt - 1] <= stride:
+            nxt -= 1
+            overlap += lengths[nxt]
+        start = nxt
+
+
+def _fill(lengths: list[int], start: int, budget: int) -> int:
+    """End of the longest run of words from ``start`` that fits the budget (at least one word)."""
+    end, total = start, 0
+    while end < len(lengths) and total + lengths[end] <= budget:
+        total += lengths[end]
+        end += 1
+    return max(end, start + 1)
+
+
+def stitch(n_words: int, windows: list[tuple[int, int, list[Any]]]) -> list[Any]:
+    """Per-word values from overlapping windows ``(start, end, values_for_words_start..end)``.
+
+    Each word takes its value from the window where it is furthest from an edge.
+    """
+    best: list[Any] = [None] * n_words
+    ctx = [-1] * n_words
+    for start, end, values in windows:
+        for w in range(start, end):
+            c = min(w - start, end - 1 - w)
+            if c > ctx[w]:
+                ctx[w], best[w] = c, values[w - start]
+    return best
+
+
+def split_words(text: str) -> list[tuple[str, int, int]]:
+    """Words of raw text with their character offsets (for ``ftkit predict`` on plain text)."""
+    return [(m.group(), m.start(), m.end()) for m in WORD_RE.finditer(text)]
+
+
+def entities(words: list[str], tags: list[str], scores: list[float]) -> list[tuple[str, int, int, float]]:
+    """IOB2 tags -> (type, first word, last word + 1, mean score), conlleval chunking."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    out = []
+    for typ, s, e in get_entities(list(tags)):
+        out.append((typ, s, e + 1, float(np.mean(scores[s : e + 1]))))
+    return out
+
+
+# ---------------------------------------------------------------------------
+
+
+class NerTask(Task):
+    name = "ner"
+    pipeline_task = "token-classification"
+    auto_class = "AutoModelForTokenClassification"
+    best_metric = "f1"
+    Options = NerOptions
+
+    def __init__(self, options: NerOptions | None = None) -> None:
+        super().__init__(options)
+        self.schemes: dict[str, str] = {}
+
+    # ---- data -------------------------------------------------------------
+    def _sentences(self, path: str, split: str, fmt: str, encoding: str) -> list[dict[str, Any]]:
+        o = self.options
+        path = resolve_packaged(path)
+        fmt = detect_format(path, fmt, default_text="conll")
+        if fmt == "conll":
+            return [
+                {"tokens": s.tokens, "tags": s.tags, "source": f"{path}:{s.line}"}
+                for s in read_conll(path, o.tag_column, encoding)
+            ]
+        rows = []
+        for rec in iter_records(path, fmt, split, encoding):
+            d = rec.data
+            for key in (o.tokens_field, o.tags_field):
+                if key not in d:
+                    raise rec.error(
+                        f"missing field '{key}' (record has: {', '.join(map(str, d)) or 'nothing'})",
+                        hint="set task_options.tokens_field / tags_field for other names",
+                    )
+            tokens, tags = d[o.tokens_field], d[o.tags_field]
+            if isinstance(tokens, str):
+                tokens = tokens.split()
+            if isinstance(tags, str):
+                tags = tags.split()
+            if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+                raise rec.error(f"'{o.tokens_field}' must be a list of strings")
+            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+                raise rec.error(f"'{o.tags_field}' must be a list of tag strings")
+            if not tokens:
+                raise rec.error("empty sentence (no tokens)")
+            if len(tokens) != len(tags):
+                raise rec.error(f"{len(tokens)} tokens but {len(tags)} tags")
+            for t in tags:
+                if not TAG_RE.match(t):
+                    raise rec.error(f"invalid tag {t!r}", hint="tags are O or B-/I-/E-/S- followed by a type")
+            where = f"{rec.source}:{rec.line}" if rec.line is not None else f"{rec.source}: record {rec.index}"
+            rows.append({"tokens": tokens, "tags": tags, "source": where})
+        if not rows:
+            raise FtkitError("no sentences found", file=path)
+        return rows
+
+    def read(self, path: str, split: str, fmt: str = "auto", encoding: str = "utf-8"):
+        from datasets import Dataset
+
+        rows = self._sentences(path, split, fmt, encoding)
+        scheme = self.options.tag_scheme
+        if scheme == "auto":
+            scheme = detect_scheme(r["tags"] for r in rows)
+        self.schemes[split] = scheme
+        for r in rows:
+            r["tags"] = to_iob2(r["tags"], scheme)
+        return Dataset.from_list(rows)
+
+    def labels(self, train) -> list[str]:
+        types = sorted({t[2:] for tags in train["tags"] for t in tags if t != "O"})
+        if not types:
+            raise FtkitError("the training data has no entities (every tag is O)")
+        return ["O"] + [f"{p}-{t}" for t in types for p in ("B", "I")]
+
+    def check_labels(self, examples, labels: list[str], source: str) -> None:
+        known = {lab[2:] for lab in labels if lab != "O"}
+        for tags, where in zip(examples["tags"], examples["source"]):
+            for t in tags:
+                if t != "O" and t[2:] not in known:
+                    raise FtkitError(
+                        f"{where}: entity type '{t[2:]}' ({t}) never occurs in the training data",
+                        hint=f"known types: {', '.join(sorted(known))}",
+                    )
+
+    def data_summary(self, examples) -> dict[str, Any]:
+        from collections import Counter
+
+        counts = Counter(t[2:] for tags in examples["tags"] for t in tags if t.startswith("B-"))
+        return {
+            "sentences": len(examples),
+            "tokens": sum(len(t) for t in examples["tokens"]),
+            "entities": dict(sorted(counts.items())),
+        }
+
+    # ---- model ------------------------------------------------------------
+    def build_model(self, info, labels: list[str], tokenizer):
+        from transformers import AutoModelForTokenClassification
+
+        model = AutoModelForTokenClassification.from_pretrained(
+            info.path,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={lab: i for i, lab in enumerate(labels)},
+        )
+        return model
+
+    # ---- features ---------------------------------------------------------
+    def encode(self, examples, tokenizer, labels: list[str], max_length: int, train: bool):
+        label2id = {lab: i for i, lab in enumerate(labels)}
+        inside = [label2id.get("I-" + lab[2:], i) if lab.startswith("B-") else i for i, lab in enumerate(labels)]
+        budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
+        stride = min(self.options.window_stride, budget // 2)
+        all_sub = self.options.label_all_subtokens and train
+        has_tags = "tags" in examples.column_names
+
+        def feature(enc, i, word_offset, tags):
+            wids = enc.word_ids(i)
+            row = {k: enc[k][i] for k in enc.keys()}
+            abs_ids, lab_ids, prev = [], [], None
+            for w in wids:
+                if w is None:
+                    abs_ids.append(-1)
+                    lab_ids.append(-100)
+                else:
+                    a = w + word_offset
+                    abs_ids.append(a)
+                    if tags is None:
+                        lab_ids.append(-100)
+                    elif w != prev:
+                        lab_ids.append(label2id[tags[a]])
+                    else:
+                        lab_ids.append(inside[label2id[tags[a]]] if all_sub else -100)
+                prev = w
+            row["word_ids"] = abs_ids
+            if tags is not None:
+                row["labels"] = lab_ids
+            row["length"] = len(row["input_ids"])
+            return row
+
+        def encode_batch(batch, indices):
+            enc = tokenizer(batch["tokens"], is_split_into_words=True, truncation=False)
+            out: dict[str, list] = {}
+
+            def add(row, ex_id):
+                row["example_id"] = ex_id
+                for k, v in row.items():
+                    out.setdefault(k, []).append(v)
+
+            for i, ex_id in enumerate(indices):
+                tags = batch["tags"][i] if has_tags else None
+                if len(enc["input_ids"][i]) <= max_length:
+                    add(feature(enc, i, 0, tags), ex_id)
+                    continue
+                words = batch["tokens"][i]
+                lengths = [0] * len(words)
+                for w in enc.word_ids(i):
+                    if w is not None:
+                        lengths[w] += 1
+                for start, end in plan_windows(lengths, budget, stride):
+                    wenc = tokenizer([words[start:end]], is_split_into_words=True, truncation=True,
+                                     max_length=max_length)
+                    add(feature(wenc, 0, start, tags), ex_id)
+            return out
+
+        keep = set()
+        return examples.map(
+            encode_batch,
+            batched=True,
+            with_indices=True,
+            remove_columns=[c for c in examples.column_names if c not in keep],
+            desc="Tokenizing",
+        )
+
+    def collator(self, tokenizer):
+        from transformers import DataCollatorForTokenClassification
+
+        base = DataCollatorForTokenClassification(tokenizer)
+
+        def collate(features):
+            # bookkeeping columns never reach the model
+            return base([{k: v for k, v in f.items() if k in ("input_ids", "attention_mask", "token_type_ids", "labels")}
+                         for f in features])
+
+        return collate
+
+    def reduce_logits(self, logits, labels):
+        import torch
+
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        probs = torch.softmax(logits.float(), dim=-1)
+        score, pred = probs.max(dim=-1)
+        return torch.stack([pred.float(), score], dim=-1)
+
+    # ---- outputs ----------------------------------------------------------
+    def decode(self, examples, features, outputs, labels: list[str]) -> list[list[tuple[str, float]]]:
+        """Per example, one ``(tag, score)`` per word; words with no sub-token get ``("O", 0.0)``."""
+        outputs = np.asarray(outputs)
+        n_words = [len(t) for t in examples["tokens"]]
+        per_example: dict[int, list[tuple[int, int, list]]] = {}
+        for f_idx, (ex_id, wids) in enumerate(zip(features["example_id"], features["word_ids"])):
+            first: dict[int, tuple[str, float]] = {}
+            for pos, w in enumerate(wids):
+                if w >= 0 and w not in first and pos < outputs.shape[1]:
+                    pid, sc = outputs[f_idx, pos]
+                    first[w] = (labels[int(pid)], float(sc))
+            if not first:
+                continue
+            start, end = min(first), max(first) + 1
+            values = [first.get(w, ("O", 0.0)) for w in range(start, end)]
+            per_example.setdefault(ex_id, []).append((start, end, values))
+        result = []
+        for ex_id, n in enumerate(n_words):
+            words = stitch(n, per_example.get(ex_id, []))
+            result.append([w if w is not None else ("O", 0.0) for w in words])
+        return result
+
+    def score(self, examples, predictions, labels: list[str]) -> dict[str, Any]:
+        from seqeval.metrics import accuracy_score, classification_report, f1_score, precision_score, recall_score
+
+        y_true = [list(t) for t in examples["tags"]]
+        y_pred = [[tag for tag, _ in p] for p in predictions]
+        report = classification_report(y_true, y_pred, output_dict=True, zero_division=0)
+        per_label = {
+            k: {"precision": v["precision"], "recall": v["recall"], "f1": v["f1-score"], "support": int(v["support"])}
+            for k, v in report.items()
+            if k not in ("micro avg", "macro avg", "weighted avg")
+        }
+        return {
+            "precision": float(precision_score(y_true, y_pred, zero_division=0)),
+            "recall": float(recall_score(y_true, y_pred, zero_division=0)),
+            "f1": float(f1_score(y_true, y_pred, zero_division=0)),
+            "accuracy": float(accuracy_score(y_true, y_pred)),
+            "macro_f1": float(report.get("macro avg", {}).get("f1-score", 0.0)),
+            "examples": len(y_true),
+            "per_label": per_label,
+        }
+
+    def format_table(self, m: dict[str, Any]) -> str:
+        lines = [f"{'type':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
+        for k, v in m["per_label"].items():
+            lines.append(f"{k:<12}{v['precision']:>10.4f}{v['recall']:>10.4f}{v['f1']:>10.4f}{v['support']:>10}")
+        support = sum(v["support"] for v in m["per_label"].values())
+        lines.append(f"{'micro':<12}{m['precision']:>10.4f}{m['recall']:>10.4f}{m['f1']:>10.4f}{support:>10}")
+        lines.append(f"token accuracy {m['accuracy']:.4f} over {m['examples']} sentences")
+        return "\n".join(lines)
+
+    # ---- predict ----------------------------------------------------------
+    def predict_examples(self, records: list[dict[str, Any]]):
+        """Records are ``{"text": ...}`` (split into words here) or ``{"tokens": [...]}``."""
+        from datasets import Dataset
+
+        rows = []
+        for r in records:
+            if "tokens" in r:
+                toks = [str(t) for t in r["tokens"]]
+                spans, pos, text = [], 0, " ".join(toks)
+                for t in toks:
+                    spans.append((pos, pos + len(t)))
+                    pos += len(t) + 1
+            else:
+                text = str(r.get("text", ""))
+                words = split_words(text)
+                toks = [w for w, _, _ in words]
+                spans = [(s, e) for _, s, e in words]
+            rows.append({"tokens": toks, "text": text, "spans": spans})
+        return Dataset.from_list(rows) if rows else Dataset.from_dict({"tokens": [], "text": [], "spans": []})
+
+    def format_prediction(self, example: dict[str, Any], prediction) -> dict[str, Any]:
+        tags = [t for t, _ in prediction]
+        scores = [s for _, s in prediction]
+        text, spans = example["text"], example["spans"]
+        ents = []
+        for typ, s, e, sc in entities(example["tokens"], tags, scores):
+            start, end = spans[s][0], spans[e - 1][1]
+            ents.append({"text": text[start:end], "label": typ, "start": start, "end": end, "score": round(sc, 4)})
+        return {"text": text, "entities": ents}

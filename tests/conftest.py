@@ -1,0 +1,47 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+# Tests never touch the network and never share a cache with the user.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "src" / "ftkit" / "samples" / "conll2003"
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    os.environ["FTKIT_CACHE_DIR"] = str(tmp_path_factory.mktemp("ftkit-cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Tiny random checkpoints per family, built once per session and loaded like real ones."""
+    from tiny_models import build_tiny_checkpoint
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    corpus = [line.split()[0] for line in (SAMPLES / "train.txt").read_text().splitlines() if line.strip()]
+    sentences = [" ".join(corpus[i:i + 12]) for i in range(0, len(corpus), 12)]
+    built = {}
+
+    def get(family: str) -> Path:
+        if family not in built:
+            built[family] = build_tiny_checkpoint(family, root / family, corpus=sentences)
+        return built[family]
+
+    return get
+
+
+def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode(encoding))
+    return path
