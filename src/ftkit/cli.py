@@ -144,7 +144,7 @@ def eval_(
     debug: bool = DebugOpt,
 ) -> None:
     """Score the run's best model on a held-out split; writes RUN_DIR/eval_<split>.json."""
-    from ftkit.engine import evaluate_run, load_trained, write_json
+    from ftkit.engine import evaluate_run, task_of, write_json
     from ftkit.errors import FtkitError
 
     if split not in ("test", "validation"):
@@ -155,12 +155,9 @@ def eval_(
     if as_json:
         typer.echo(json.dumps(metrics))
     else:
-        from ftkit.engine import make_task
-
-        meta = json.loads((run_dir / "model" / "ftkit.json").read_text()) if (run_dir / "model").exists() else None
-        task = make_task(meta["task"], meta.get("task_options", {})) if meta else None
+        task, _ = task_of(run_dir)
         typer.echo(f"{split} ({metrics['data']})")
-        typer.echo(task.format_table(metrics) if task else json.dumps(metrics, indent=2))
+        typer.echo(task.format_table(metrics))
 
 
 @app.command()

@@ -121,7 +121,7 @@ def _precision(requested: str, family: str, device: str) -> dict[str, bool]:
         if torch.cuda.is_bf16_supported():
             return {"bf16": True}
         return {} if family == "t5" else {"fp16": True}  # T5 overflows in fp16
-    if requested in ("bf16", "fp16") and not on_cuda and requested == "fp16":
+    if requested == "fp16" and not on_cuda:
         raise FtkitError("--precision fp16 needs a CUDA device", hint="use bf16 or fp32 on CPU")
     return {"bf16": True} if requested == "bf16" else {"fp16": True} if requested == "fp16" else {}
 
@@ -274,14 +274,20 @@ def find_model_dir(path: str | Path) -> Path:
     raise FtkitError("not an ftkit run or export folder (no ftkit.json)", file=p)
 
 
+def task_of(path: str | Path):
+    """(task, meta) of a run or export folder, without loading the model."""
+    mdir = find_model_dir(path)
+    meta = json.loads((mdir / META_FILE).read_text(encoding="utf-8"))
+    return make_task(meta["task"], meta.get("task_options", {}), source=str(mdir / META_FILE)), meta
+
+
 def load_trained(path: str | Path):
     """(task, model, tokenizer, meta) from a run folder or an exported folder."""
     from transformers import AutoTokenizer
     import transformers
 
     mdir = find_model_dir(path)
-    meta = json.loads((mdir / META_FILE).read_text(encoding="utf-8"))
-    task = make_task(meta["task"], meta.get("task_options", {}), source=str(mdir / META_FILE))
+    task, meta = task_of(mdir)
     kwargs = {"add_prefix_space": True} if meta.get("add_prefix_space") else {}
     tokenizer = AutoTokenizer.from_pretrained(str(mdir), **kwargs)
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ftkit.engine import META_FILE, find_model_dir
+from ftkit.engine import find_model_dir
 from ftkit.errors import FtkitError
 
 
@@ -58,13 +58,12 @@ def _card(meta: dict[str, Any], model_meta: dict[str, Any], recipe: str, evals: 
 
 
 def export_run(run_dir: Path, output: Path, overwrite: bool = False) -> Path:
-    from ftkit.engine import make_task
+    from ftkit.engine import task_of
 
     mdir = find_model_dir(run_dir)
     if output.exists() and (not output.is_dir() or any(output.iterdir())) and not overwrite:
         raise FtkitError("export folder exists and is not empty", file=output, hint="pass --overwrite to replace it")
-    model_meta = json.loads((mdir / META_FILE).read_text(encoding="utf-8"))
-    task = make_task(model_meta["task"], model_meta.get("task_options", {}), str(mdir / META_FILE))
+    task, model_meta = task_of(mdir)
     run_meta = {}
     if (run_dir / "run.json").exists():
         run_meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
