@@ -74,8 +74,12 @@ def read_splits(task, cfg: RunConfig) -> dict[str, Any]:
 
 
 def _tokenizer_fingerprint(tokenizer) -> str:
+    state = json.loads(tokenizer.backend_tokenizer.to_str())
+    # truncation/padding are call-time settings the backend remembers, not part of the tokenizer
+    state.pop("truncation", None)
+    state.pop("padding", None)
     h = hashlib.sha256(type(tokenizer).__name__.encode())
-    h.update(tokenizer.backend_tokenizer.to_str().encode())
+    h.update(json.dumps(state, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
@@ -131,7 +135,8 @@ def _device_args(device: str) -> dict[str, Any]:
 
     if device == "cuda" and not torch.cuda.is_available():
         raise FtkitError("--device cuda was asked for, but no CUDA device is available")
-    return {"use_cpu": device == "cpu"}
+    use_cpu = device == "cpu" or not torch.cuda.is_available()
+    return {"use_cpu": device == "cpu", "dataloader_pin_memory": not use_cpu}
 
 
 def _trainer_class():

@@ -1,0 +1,63 @@
+"""Engine behaviour: resume from a checkpoint, seeds, overwrite protection, feature cache."""
+
+import json
+import shutil
+
+import pytest
+from conftest import SAMPLES
+
+from ftkit.config import resolve
+from ftkit.engine import finetune
+from ftkit.errors import FtkitError
+
+
+def _cfg(model_dir, tmp_path, **training):
+    train = tmp_path / "train.txt"
+    train.write_text("\n\n".join((SAMPLES / "train.txt").read_text().split("\n\n")[:40]) + "\n")
+    flags = {"model": str(model_dir), "data.train": str(train), "data.validation": str(train), "data.test": None,
+             "training.batch_size": 8, "training.learning_rate": 3e-3, "training.logging_steps": 1,
+             "training.save_total_limit": 3, "training.group_by_length": False}
+    flags.update({f"training.{k}": v for k, v in training.items()})
+    return resolve("ner", None, flags, [])[0]
+
+
+def test_resume_continues_from_the_last_checkpoint(tiny_models, tmp_path):
+    cfg = _cfg(tiny_models("bert"), tmp_path, epochs=3)
+    full = finetune(cfg, tmp_path / "full")
+
+    # a run that "died" after its second epoch: drop the last checkpoint and everything after it
+    run = tmp_path / "run"
+    shutil.copytree(tmp_path / "full", run)
+    ckpts = sorted((run / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    shutil.rmtree(ckpts[-1])
+    shutil.rmtree(run / "model")
+    resumed = finetune(cfg, run, resume=True)
+    assert resumed["metrics"]["train_steps"] == full["metrics"]["train_steps"]
+    assert resumed["metrics"]["validation"]["f1"] == pytest.approx(full["metrics"]["validation"]["f1"], abs=1e-4)
+    logs = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()]
+    assert any(r["step"] > int(ckpts[-2].name.split("-")[1]) for r in logs)
+
+
+def test_same_seed_same_metrics(tiny_models, tmp_path):
+    cfg = _cfg(tiny_models("bert"), tmp_path, epochs=1)
+    a = finetune(cfg, tmp_path / "a")["metrics"]
+    b = finetune(cfg, tmp_path / "b")["metrics"]
+    assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
+    assert a["validation"]["f1"] == b["validation"]["f1"]
+
+
+def test_overwrite_replaces_and_cache_is_reused(tiny_models, tmp_path, monkeypatch):
+    import ftkit.engine as engine
+
+    cfg = _cfg(tiny_models("bert"), tmp_path, max_steps=2)
+    run = tmp_path / "run"
+    finetune(cfg, run)
+    with pytest.raises(FtkitError, match="exists and is not empty"):
+        finetune(cfg, run)
+    calls = []
+    task_cls = type(engine.make_task("ner", {}))
+    orig_encode = task_cls.encode
+    monkeypatch.setattr(task_cls, "encode", lambda self, *a, **k: calls.append(1) or orig_encode(self, *a, **k))
+    finetune(cfg, run, overwrite=True)
+    assert calls == [], "features of unchanged data come from the cache"
+    assert (run / "model" / "model.safetensors").exists()
