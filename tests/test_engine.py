@@ -61,3 +61,19 @@ def test_overwrite_replaces_and_cache_is_reused(tiny_models, tmp_path, monkeypat
     finetune(cfg, run, overwrite=True)
     assert calls == [], "features of unchanged data come from the cache"
     assert (run / "model" / "model.safetensors").exists()
+
+
+def test_out_of_memory_suggests_smaller_batches(tiny_models, tmp_path, monkeypatch):
+    import torch
+    from transformers import Trainer
+
+    def oom(self, *a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Trainer, "train", oom)
+    cfg = _cfg(tiny_models("bert"), tmp_path, max_steps=2, batch_size=32, gradient_accumulation=1)
+    with pytest.raises(FtkitError) as e:
+        finetune(cfg, tmp_path / "run")
+    msg = e.value.one_line()
+    assert "batch size 32" in msg and "--batch-size 16 --gradient-accumulation 2" in msg and "--auto-batch-size" in msg
+    assert not (tmp_path / "run").exists()

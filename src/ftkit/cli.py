@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 
 DebugOpt = typer.Option(False, "--debug", help="Show full tracebacks and library warnings.")
+PickleOpt = typer.Option(False, "--allow-pickle", help="Load pickle (.bin/.pt) weights: only for checkpoints you trust.")
 
 
 def _handled(fn: Callable) -> Callable:
@@ -88,6 +89,12 @@ def finetune(
     seed: Optional[int] = typer.Option(None, "--seed"),
     early_stopping: Optional[int] = typer.Option(None, "--early-stopping", help="Patience in evaluations."),
     validation_fraction: Optional[float] = typer.Option(None, "--validation-fraction"),
+    save_total_limit: Optional[int] = typer.Option(None, "--save-total-limit", help="Keep at most N checkpoints."),
+    auto_batch_size: Optional[bool] = typer.Option(None, "--auto-batch-size/--no-auto-batch-size",
+                                                   help="Halve the batch size on out-of-memory until it fits."),
+    allow_pickle: bool = PickleOpt,
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code",
+                                           help="Run Python code shipped with a checkpoint (auto_map)."),
     set_: List[str] = typer.Option([], "--set", help="Override any recipe key: dotted.key=value (repeatable)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing non-empty run folder."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --output from its last checkpoint."),
@@ -115,14 +122,16 @@ def finetune(
             "training.max_steps": max_steps, "training.batch_size": batch_size,
             "training.learning_rate": learning_rate, "training.gradient_accumulation": gradient_accumulation,
             "training.precision": precision, "training.device": device, "training.seed": seed,
-            "training.early_stopping_patience": early_stopping,
+            "training.early_stopping_patience": early_stopping, "training.save_total_limit": save_total_limit,
+            "training.auto_batch_size": auto_batch_size,
         }
         cfg, source = resolve(task, recipe, flags, set_)
     run_dir = output or Path("runs") / f"{cfg.task}-{time.strftime('%Y%m%d-%H%M%S')}"
 
     from ftkit.engine import finetune as run
 
-    meta = run(cfg, run_dir, overwrite=overwrite, resume=resume, recipe_source=source)
+    meta = run(cfg, run_dir, overwrite=overwrite, resume=resume, recipe_source=source, allow_pickle=allow_pickle,
+               trust_remote_code=trust_remote_code)
     m = meta["metrics"]
     typer.echo(f"run folder: {run_dir}", err=True)
     for split in ("validation", "test"):
@@ -141,6 +150,7 @@ def eval_(
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
     batch_size: int = typer.Option(32, "--batch-size"),
     device: str = typer.Option("auto", "--device"),
+    allow_pickle: bool = PickleOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Score the run's best model on a held-out split; writes RUN_DIR/eval_<split>.json."""
@@ -149,7 +159,7 @@ def eval_(
 
     if split not in ("test", "validation"):
         raise FtkitError(f"--split must be test or validation, got '{split}'")
-    metrics = evaluate_run(run_dir, split, data, batch_size, device)
+    metrics = evaluate_run(run_dir, split, data, batch_size, device, allow_pickle=allow_pickle)
     if (run_dir / "run.json").exists():
         write_json(run_dir / f"eval_{split}.json", metrics)
     if as_json:
@@ -183,6 +193,7 @@ def predict(
     output: str = typer.Option("-", "--output", "-o", help="JSONL out; '-' writes stdout."),
     batch_size: int = typer.Option(32, "--batch-size"),
     device: str = typer.Option("auto", "--device"),
+    allow_pickle: bool = PickleOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Predict on text lines or JSONL records; prints one JSON object per input."""
@@ -207,7 +218,7 @@ def predict(
         else:
             rec = {"text": line}
         records.append(rec)
-    results = predict_records(model, records, batch_size, device)
+    results = predict_records(model, records, batch_size, device, allow_pickle=allow_pickle)
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
     if output == "-":
         sys.stdout.write(lines)

@@ -139,18 +139,82 @@ def _device_args(device: str) -> dict[str, Any]:
     return {"use_cpu": device == "cpu", "dataloader_pin_memory": not use_cpu}
 
 
+COMPLETE_MARKER = "ftkit-complete"
+
+
 def _trainer_class():
+    import torch
     from torch.utils.data import SequentialSampler
     from transformers import Trainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class EpochSeededSampler(torch.utils.data.Sampler):
+        """Shuffled (optionally length-grouped) order drawn from ``seed + epoch`` alone.
+
+        The order of an epoch does not depend on the global RNG, so a run resumed in the
+        middle of an epoch replays exactly the batches the interrupted run would have seen.
+        """
+
+        def __init__(self, n: int, batch_size: int, seed: int, lengths=None):
+            self.n, self.batch_size, self.seed, self.lengths, self.epoch = n, batch_size, seed, lengths, 0
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = int(epoch)
+
+        def __len__(self) -> int:
+            return self.n
+
+        def __iter__(self):
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            if self.lengths is None:
+                return iter(torch.randperm(self.n, generator=g).tolist())
+            return iter(LengthGroupedSampler(self.batch_size, lengths=self.lengths, generator=g))
 
     class FtkitTrainer(Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            ds = self.train_dataset
+            # the length column is dropped with the other non-model columns before the sampler is built
+            self._lengths = list(ds["length"]) if ds is not None and "length" in getattr(ds, "column_names", []) else None
+
+        def _get_train_sampler(self, train_dataset=None):
+            ds = train_dataset if train_dataset is not None else self.train_dataset
+            grouped = self.args.train_sampling_strategy == "group_by_length"
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return EpochSeededSampler(len(ds), self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                      seed, self._lengths if grouped else None)
+
         # transformers 5.x also length-groups *evaluation* batches when
         # train_sampling_strategy="group_by_length", which reorders predictions
         # relative to the features. Decoding needs them in order.
         def _get_eval_sampler(self, eval_dataset):
             return SequentialSampler(eval_dataset)
 
+        def _save_checkpoint(self, model, trial):
+            super()._save_checkpoint(model, trial)
+            # A checkpoint counts only once everything in it is written: resume skips unmarked ones.
+            path = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+            if path.is_dir():
+                (path / "training_args.bin").unlink(missing_ok=True)
+                (path / COMPLETE_MARKER).write_text("ok\n")
+
     return FtkitTrainer
+
+
+def last_complete_checkpoint(ckpt_dir: Path) -> str | None:
+    """The newest checkpoint that was completely written; incomplete ones are removed with a warning."""
+    if not ckpt_dir.is_dir():
+        return None
+    ckpts = sorted(
+        (p for p in ckpt_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+    )
+    for p in reversed(ckpts):
+        if (p / COMPLETE_MARKER).exists():
+            return str(p)
+        log(f"warning: skipping incomplete checkpoint {p} (interrupted while it was written)")
+        shutil.rmtree(p, ignore_errors=True)
+    return None
 
 
 def _make_compute_metrics(task, examples, features, labels):
@@ -239,6 +303,7 @@ def _training_args(cfg: RunConfig, out: Path, family: str, has_eval: bool, best_
         dataloader_num_workers=t.dataloader_workers,
         disable_tqdm=False,
         save_only_model=False,
+        auto_find_batch_size=t.auto_batch_size,
         **_precision(t.precision, family, t.device),
         **_device_args(t.device),
     )
@@ -248,13 +313,12 @@ def _training_args(cfg: RunConfig, out: Path, family: str, has_eval: bool, best_
 # model loading
 
 
-def load_base(cfg: RunConfig, task, labels):
+def load_base(cfg: RunConfig, task, labels, *, allow_pickle: bool = False, trust_remote_code: bool = False):
     from transformers import set_seed
 
-    from ftkit.families import check_weights, load_config, load_tokenizer, max_length_for, prepare_model
+    from ftkit.families import load_config, load_tokenizer, max_length_for, prepare_model
 
-    info = load_config(cfg.model)
-    check_weights(info.path)
+    info = load_config(cfg.model, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
     tokenizer = load_tokenizer(info)
     set_seed(cfg.training.seed)  # the new head's initialisation is part of the run's seed
     try:
@@ -286,18 +350,21 @@ def task_of(path: str | Path):
     return make_task(meta["task"], meta.get("task_options", {}), source=str(mdir / META_FILE)), meta
 
 
-def load_trained(path: str | Path):
+def load_trained(path: str | Path, *, allow_pickle: bool = False):
     """(task, model, tokenizer, meta) from a run folder or an exported folder."""
-    from transformers import AutoTokenizer
     import transformers
+    from transformers import AutoTokenizer
+
+    from ftkit.families import check_weights
 
     mdir = find_model_dir(path)
+    check_weights(str(mdir), allow_pickle)
     task, meta = task_of(mdir)
     kwargs = {"add_prefix_space": True} if meta.get("add_prefix_space") else {}
     tokenizer = AutoTokenizer.from_pretrained(str(mdir), **kwargs)
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = getattr(transformers, task.auto_class).from_pretrained(str(mdir))
+    model = getattr(transformers, task.auto_class).from_pretrained(str(mdir), use_safetensors=not allow_pickle or None)
     return task, model, tokenizer, meta
 
 
@@ -334,7 +401,8 @@ def prepare_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
 
 
 def finetune(cfg: RunConfig, run_dir: Path, *, overwrite: bool = False, resume: bool = False,
-             recipe_source: str = "recipe") -> dict[str, Any]:
+             recipe_source: str = "recipe", allow_pickle: bool = False,
+             trust_remote_code: bool = False) -> dict[str, Any]:
     started = time.time()
     task = make_task(cfg.task, cfg.task_options, recipe_source)
     prepare_run_dir(run_dir, overwrite, resume)
@@ -348,7 +416,8 @@ def finetune(cfg: RunConfig, run_dir: Path, *, overwrite: bool = False, resume: 
     if getattr(task, "schemes", None):
         log(f"  tag schemes (normalised to IOB2): {task.schemes}")
 
-    info, tokenizer, model, max_length = load_base(cfg, task, labels)
+    info, tokenizer, model, max_length = load_base(cfg, task, labels, allow_pickle=allow_pickle,
+                                                   trust_remote_code=trust_remote_code)
     log(f"  model: {info.path} (family {info.family}, {info.model_type}); window {max_length} sub-tokens")
     features = {
         name: encode_cached(task, ds, tokenizer, labels, max_length, train=(name == "train"))
@@ -380,7 +449,6 @@ def finetune(cfg: RunConfig, run_dir: Path, *, overwrite: bool = False, resume: 
 def _train(cfg, task, info, tokenizer, model, max_length, labels, splits, features, run_dir: Path, resume,
            summary, started) -> dict[str, Any]:
     from transformers import EarlyStoppingCallback
-    from transformers.trainer_utils import get_last_checkpoint
 
     has_eval = "validation" in splits
     args = _training_args(cfg, run_dir / "checkpoints", info.family, has_eval, task.best_metric)
@@ -402,10 +470,20 @@ def _train(cfg, task, info, tokenizer, model, max_length, labels, splits, featur
     )
     checkpoint = None
     if resume:
-        checkpoint = get_last_checkpoint(str(run_dir / "checkpoints")) if (run_dir / "checkpoints").is_dir() else None
+        checkpoint = last_complete_checkpoint(run_dir / "checkpoints")
         log(f"  resuming from {checkpoint}" if checkpoint else "  --resume: no checkpoint yet, starting fresh")
-    with contextlib.redirect_stdout(sys.stderr):
-        train_out = trainer.train(resume_from_checkpoint=checkpoint)
+    import torch
+
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            train_out = trainer.train(resume_from_checkpoint=checkpoint)
+    except torch.OutOfMemoryError:
+        b, g = cfg.training.batch_size, cfg.training.gradient_accumulation
+        raise FtkitError(
+            f"the device ran out of memory at batch size {b}",
+            hint=f"try --batch-size {max(1, b // 2)} --gradient-accumulation {g * 2} (same effective batch), "
+                 "or --auto-batch-size to halve it until it fits",
+        ) from None
     if interrupt.interrupted:
         log(f"stopped; a checkpoint is in {run_dir / 'checkpoints'}. Continue with:\n"
             f"  ftkit finetune --recipe {run_dir / 'recipe.yaml'} --output {run_dir} --resume")
@@ -461,8 +539,8 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def evaluate_run(run_dir: Path, split: str, data: str | None = None, batch_size: int = 32,
-                 device: str = "auto") -> dict[str, Any]:
-    task, model, tokenizer, meta = load_trained(run_dir)
+                 device: str = "auto", allow_pickle: bool = False) -> dict[str, Any]:
+    task, model, tokenizer, meta = load_trained(run_dir, allow_pickle=allow_pickle)
     labels = meta["labels"]
     recipe = Path(run_dir) / "recipe.yaml"
     fmt, encoding = "auto", "utf-8"
@@ -483,8 +561,8 @@ def evaluate_run(run_dir: Path, split: str, data: str | None = None, batch_size:
 
 
 def predict_records(model_path: str | Path, records: list[dict[str, Any]], batch_size: int = 32,
-                    device: str = "auto") -> list[dict[str, Any]]:
-    task, model, tokenizer, meta = load_trained(model_path)
+                    device: str = "auto", allow_pickle: bool = False) -> list[dict[str, Any]]:
+    task, model, tokenizer, meta = load_trained(model_path, allow_pickle=allow_pickle)
     labels = meta["labels"]
     examples = task.predict_examples(records)
     if len(examples) == 0:

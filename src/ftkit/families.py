@@ -38,8 +38,18 @@ class ModelInfo:
     name: str  # what the user asked for
     path: str  # local folder or hub id passed to from_pretrained
     model_type: str
-    family: str  # encoder | t5 | gpt
+    family: str  # encoder | t5 | gpt | seq2seq
     config: Any
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+
+    @property
+    def load_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments every ``from_pretrained`` of this checkpoint must get (safe loading)."""
+        kw: dict[str, Any] = {"trust_remote_code": self.trust_remote_code}
+        if not self.allow_pickle:
+            kw["use_safetensors"] = True
+        return kw
 
 
 def resolve_model_path(name: str) -> str:
@@ -76,10 +86,11 @@ def check_weights(path: str, allow_pickle: bool = False) -> None:
         )
 
 
-def load_config(name: str, trust_remote_code: bool = False) -> ModelInfo:
+def load_config(name: str, trust_remote_code: bool = False, allow_pickle: bool = False) -> ModelInfo:
     from transformers import AutoConfig
 
     path = resolve_model_path(name)
+    check_weights(path, allow_pickle)
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
@@ -90,12 +101,19 @@ def load_config(name: str, trust_remote_code: bool = False) -> ModelInfo:
             else "not a local folder nor a model on the Hugging Face hub")
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise FtkitError(f"model '{name}' not found: {why}", hint=first[:160]) from None
-    return ModelInfo(name=name, path=path, model_type=config.model_type, family=family_of(config), config=config)
+    if getattr(config, "auto_map", None) and not trust_remote_code:
+        raise FtkitError(
+            f"model '{name}' needs its own Python code (auto_map in config.json), which ftkit does not run by default",
+            hint="pass --trust-remote-code if you trust its source",
+        )
+    return ModelInfo(name=name, path=path, model_type=config.model_type, family=family_of(config), config=config,
+                     allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
 
 
-def load_tokenizer(info: ModelInfo, trust_remote_code: bool = False):
+def load_tokenizer(info: ModelInfo):
     from transformers import AutoTokenizer
 
+    trust_remote_code = info.trust_remote_code
     kwargs: dict[str, Any] = {}
     if info.model_type in BYTE_LEVEL_TYPES or info.family == "gpt":
         kwargs["add_prefix_space"] = True

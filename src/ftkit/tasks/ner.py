@@ -212,6 +212,7 @@ class NerTask(Task):
             num_labels=len(labels),
             id2label=dict(enumerate(labels)),
             label2id={lab: i for i, lab in enumerate(labels)},
+            **info.load_kwargs,
         )
         return model
 
