@@ -115,3 +115,28 @@ def test_eval_and_export_of_a_missing_run(tmp_path):
 def test_debug_shows_the_traceback(tmp_path):
     r = run(["finetune", "--task", "ner", "--train", str(tmp_path / "missing.conll"), "--debug"])
     assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_validate_exit_codes_and_problem_lines(tmp_path):
+    train = SAMPLES / "train.txt"
+    r = run(["validate", "--task", "ner", "--train", str(train)])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "train: " in r.stdout and '"tag_scheme": "iob1"' in r.stdout
+    assert "duplicate examples" in r.stdout  # CoNLL repeats sports-table lines
+    r = run(["validate", "--task", "ner", "--train", str(train), "--strict"])
+    assert r.returncode == 1
+
+    bad = write(tmp_path / "bad.conll", "x O\ny\n")
+    unseen = write(tmp_path / "unseen.conll", "Paris B-LOC\n\nAcme B-FOO\n")
+    r = run(["validate", "--task", "ner", "--train", str(train), "--validation", str(bad), "--test", str(unseen)])
+    assert r.returncode == 2
+    assert f"error: {bad}:2: expected a token and a tag column" in r.stdout
+    assert f"{unseen}:3: entity type 'FOO'" in r.stdout
+
+
+def test_validate_counts_inputs_longer_than_the_window(tmp_path):
+    long = write(tmp_path / "long.conll", "\n".join(f"w{i} O" for i in range(300)) + "\nParis B-LOC\n")
+    r = run(["validate", "--task", "ner", "--train", str(long), "--model", "minilm",
+             "--set", "training.max_length=64"])
+    assert r.returncode == 0, r.stderr
+    assert '"longer_than_window": 1' in r.stdout and "split into windows" in r.stdout

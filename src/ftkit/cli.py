@@ -228,6 +228,39 @@ def predict(
 
 @app.command()
 @_handled
+def validate(
+    task: Optional[str] = typer.Option(None, "--task", "-t"),
+    recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Built-in recipe name or a YAML file."),
+    train: Optional[str] = typer.Option(None, "--train"),
+    validation: Optional[str] = typer.Option(None, "--validation"),
+    test: Optional[str] = typer.Option(None, "--test"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Also count inputs longer than its window."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 when there are warnings."),
+    set_: List[str] = typer.Option([], "--set", help="Override any recipe key: dotted.key=value."),
+    debug: bool = DebugOpt,
+) -> None:
+    """Check data with the task's readers, without training. Exit 0 clean, 1 warnings (--strict), 2 errors."""
+    from ftkit.config import resolve
+    from ftkit.validate import validate_data
+
+    flags = {"data.train": train, "data.validation": validation, "data.test": test}
+    # explicit files are validated alone, not mixed with the default recipe's bundled sample
+    cfg, _ = resolve(task, recipe, flags, set_, default_recipe=not (train or validation or test))
+    report = validate_data(cfg, model)
+    for name, summary in report.summary.items():
+        typer.echo(f"{name}: {json.dumps(summary)}")
+    for line in report.errors:
+        typer.echo(f"error: {line}")
+    for line in report.warnings:
+        typer.echo(f"warning: {line}")
+    code = report.exit_code(strict)
+    typer.echo({0: "ok", 1: "warnings", 2: "errors"}[code] + f" ({len(report.errors)} errors, "
+               f"{len(report.warnings)} warnings)", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+@_handled
 def recipes(debug: bool = DebugOpt) -> None:
     """List the built-in recipes."""
     from ftkit.recipes import builtin_recipes, describe

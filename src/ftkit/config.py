@@ -153,6 +153,7 @@ def resolve(
     recipe: str | None,
     flags: dict[str, Any],
     sets: list[str],
+    default_recipe: bool = True,
 ) -> tuple[RunConfig, str]:
     """Recipe (named, file, or the task's default) -> flags -> ``--set`` -> validated config.
 
@@ -166,7 +167,7 @@ def resolve(
         if task is None:
             raise FtkitError("no task given", hint="pass --task ner (or --recipe NAME_OR_FILE)")
         get_task_class(task)  # unknown task -> clear error
-        recipe = DEFAULT_RECIPES.get(task)
+        recipe = DEFAULT_RECIPES.get(task) if default_recipe else None
     if recipe is not None:
         path, raw = load_recipe(recipe)
         source = str(path)

@@ -410,11 +410,14 @@ def finetune(cfg: RunConfig, run_dir: Path, *, overwrite: bool = False, resume: 
     log(f"ftkit {__version__}: task {task.name}, model {cfg.model}")
     splits = read_splits(task, cfg)
     labels = task.labels(splits["train"])
-    summary = {name: task.data_summary(ds) for name, ds in splits.items()}
+    summary = {name: task.data_summary(ds, name) for name, ds in splits.items()}
     for name, s in summary.items():
         log(f"  {name}: {json.dumps(s)}")
-    if getattr(task, "schemes", None):
-        log(f"  tag schemes (normalised to IOB2): {task.schemes}")
+    warnings = [w for name, ds in splits.items() for w in task.lint(ds, name)]
+    for where, msg in warnings[:10]:
+        log(f"  warning: {where}: {msg}")
+    if len(warnings) > 10:
+        log(f"  ... and {len(warnings) - 10} more warnings (see `ftkit validate`)")
 
     info, tokenizer, model, max_length = load_base(cfg, task, labels, allow_pickle=allow_pickle,
                                                    trust_remote_code=trust_remote_code)

@@ -53,8 +53,35 @@ class Task(ABC):
     def check_labels(self, examples, labels: list[str], source: str) -> None:
         """Raise if an evaluation split uses a label never seen in training."""
 
-    def data_summary(self, examples) -> dict[str, Any]:
+    def data_summary(self, examples, split: str = "") -> dict[str, Any]:
+        """Counts and label distribution of one split (shown before training and by `ftkit validate`)."""
         return {"examples": len(examples)}
+
+    def lint(self, examples, split: str) -> list[tuple[str, str]]:
+        """Warnings about data that can be trained on but probably should not be: ``(where, message)``.
+
+        The default flags empty and duplicate examples, using ``example_text``.
+        """
+        seen: dict[str, str] = {}
+        problems, duplicates = [], []
+        for i, ex in enumerate(examples):
+            where = ex.get("source") or f"record {i}"
+            text = self.example_text(ex)
+            if not text.strip():
+                problems.append((where, "empty example"))
+            elif text in seen:
+                duplicates.append((where, seen[text]))
+            else:
+                seen[text] = where
+        if duplicates:
+            first, orig = duplicates[0]
+            problems.append((first, f"{len(duplicates)} duplicate examples in the {split} split "
+                                    f"(this one repeats {orig})"))
+        return problems
+
+    def example_text(self, example: dict[str, Any]) -> str:
+        """The input of one example as text (for duplicate detection)."""
+        return " ".join(str(v) for k, v in example.items() if k not in ("source",))
 
     # ---- model ------------------------------------------------------------
     @abstractmethod

@@ -193,12 +193,22 @@ class NerTask(Task):
                         hint=f"known types: {', '.join(sorted(known))}",
                     )
 
-    def data_summary(self, examples) -> dict[str, Any]:
+    def example_text(self, example: dict[str, Any]) -> str:
+        return " ".join(example["tokens"])
+
+    def lint(self, examples, split: str) -> list[tuple[str, str]]:
+        problems = super().lint(examples, split)
+        if len(examples) and all(t == "O" for tags in examples["tags"] for t in tags):
+            problems.append((f"{split} data", "no entities at all in this split"))
+        return problems
+
+    def data_summary(self, examples, split: str = "") -> dict[str, Any]:
         from collections import Counter
 
         counts = Counter(t[2:] for tags in examples["tags"] for t in tags if t.startswith("B-"))
         return {
             "sentences": len(examples),
+            **({"tag_scheme": self.schemes[split]} if split in self.schemes else {}),
             "tokens": sum(len(t) for t in examples["tokens"]),
             "entities": dict(sorted(counts.items())),
         }
