@@ -289,7 +289,6 @@ def task_of(path: str | Path):
 def load_trained(path: str | Path):
     """(task, model, tokenizer, meta) from a run folder or an exported folder."""
     from transformers import AutoTokenizer
-    import transformers
 
     mdir = find_model_dir(path)
     task, meta = task_of(mdir)
@@ -297,7 +296,7 @@ def load_trained(path: str | Path):
     tokenizer = AutoTokenizer.from_pretrained(str(mdir), **kwargs)
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = getattr(transformers, task.auto_class).from_pretrained(str(mdir))
+    model = task.load_model(str(mdir))
     return task, model, tokenizer, meta
 
 

@@ -61,6 +61,12 @@ class Task(ABC):
     def build_model(self, info, labels: list[str], tokenizer):
         """A model with this task's head for the checkpoint's family."""
 
+    def load_model(self, path: str):
+        """The trained model saved in ``path`` (a run's ``model/`` or an export), for eval and predict."""
+        import transformers
+
+        return getattr(transformers, self.auto_class).from_pretrained(path)
+
     # ---- features ---------------------------------------------------------
     @abstractmethod
     def encode(self, examples, tokenizer, labels: list[str], max_length: int, train: bool):
@@ -83,6 +89,10 @@ class Task(ABC):
     @abstractmethod
     def score(self, examples, predictions: list[Any], labels: list[str]) -> dict[str, Any]:
         """Metrics as fractions 0-1, including ``per_label``."""
+
+    def card_usage(self, model_meta: dict[str, Any]) -> list[str] | None:
+        """Markdown lines for the model card's Usage section; None: the generic pipeline snippet."""
+        return None
 
     def format_table(self, metrics: dict[str, Any]) -> str:
         return "\n".join(f"{k}: {v}" for k, v in metrics.items() if not isinstance(v, dict))
