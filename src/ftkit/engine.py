@@ -352,7 +352,6 @@ def task_of(path: str | Path):
 
 def load_trained(path: str | Path, *, allow_pickle: bool = False):
     """(task, model, tokenizer, meta) from a run folder or an exported folder."""
-    import transformers
     from transformers import AutoTokenizer
 
     from ftkit.families import check_weights
@@ -364,7 +363,7 @@ def load_trained(path: str | Path, *, allow_pickle: bool = False):
     tokenizer = AutoTokenizer.from_pretrained(str(mdir), **kwargs)
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = getattr(transformers, task.auto_class).from_pretrained(str(mdir), use_safetensors=not allow_pickle or None)
+    model = task.load_model(str(mdir), use_safetensors=not allow_pickle or None)
     return task, model, tokenizer, meta
 
 

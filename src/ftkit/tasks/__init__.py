@@ -13,11 +13,13 @@ from ftkit.errors import FtkitError
 # task name -> "module:Class"
 REGISTRY: dict[str, str] = {
     "ner": "ftkit.tasks.ner:NerTask",
+    "relation": "ftkit.tasks.relation:RelationTask",
 }
 
 # the recipe `ftkit finetune --task T` uses when no recipe is given
 DEFAULT_RECIPES: dict[str, str] = {
     "ner": "ner-demo",
+    "relation": "relation-demo",
 }
 
 

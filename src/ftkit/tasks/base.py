@@ -88,6 +88,15 @@ class Task(ABC):
     def build_model(self, info, labels: list[str], tokenizer):
         """A model with this task's head for the checkpoint's family."""
 
+    def load_model(self, path: str, **kwargs):
+        """The trained model saved in ``path`` (a run's ``model/`` or an export), for eval and predict.
+
+        ``kwargs`` carry the engine's safe-loading settings (``use_safetensors``).
+        """
+        import transformers
+
+        return getattr(transformers, self.auto_class).from_pretrained(path, **kwargs)
+
     # ---- features ---------------------------------------------------------
     @abstractmethod
     def encode(self, examples, tokenizer, labels: list[str], max_length: int, train: bool):
@@ -110,6 +119,10 @@ class Task(ABC):
     @abstractmethod
     def score(self, examples, predictions: list[Any], labels: list[str]) -> dict[str, Any]:
         """Metrics as fractions 0-1, including ``per_label``."""
+
+    def card_usage(self, model_meta: dict[str, Any]) -> list[str] | None:
+        """Markdown lines for the model card's Usage section; None: the generic pipeline snippet."""
+        return None
 
     def format_table(self, metrics: dict[str, Any]) -> str:
         return "\n".join(f"{k}: {v}" for k, v in metrics.items() if not isinstance(v, dict))
