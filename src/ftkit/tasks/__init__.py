@@ -13,11 +13,13 @@ from ftkit.errors import FtkitError
 # task name -> "module:Class"
 REGISTRY: dict[str, str] = {
     "ner": "ftkit.tasks.ner:NerTask",
+    "classification": "ftkit.tasks.classification:ClassificationTask",
 }
 
 # the recipe `ftkit finetune --task T` uses when no recipe is given
 DEFAULT_RECIPES: dict[str, str] = {
     "ner": "ner-demo",
+    "classification": "classification-demo",
 }
 
 
