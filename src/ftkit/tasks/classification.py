@@ -123,7 +123,8 @@ class ClassificationTask(Task):
             if o.label_names is not None:
                 if v not in o.label_names:
                     raise _error_at(where, f"label '{v}' is not in task_options.label_names",
-                                    hint=f"known: {', '.join(o.label_names)}")
+                                    hint=f"known: {', '.join(o.label_names)}; or --set task_options.label_names=null "
+                                         "to use the labels as they are")
                 v = o.label_names[v]
             return v
 
