@@ -1,27 +1,11 @@
 #!/usr/bin/env bash
-# Quality benchmark for relation extraction: MiniLM on the full SemEval-2010 Task 8 train (10% held out
-# for model selection), scored with the official (9+1)-way directed macro-F1 on TEST_FILE_FULL.TXT.
-# Needs ../shared/data. Usage: bench/relation_semeval2010.sh [extra ftkit flags, e.g. --set task_options.pooling=cls]
+# Relation extraction: MiniLM on SemEval-2010 Task 8 (10% of TRAIN_FILE held out for model selection),
+# official directed macro-F1 on the 2,717 TEST_FILE_FULL sentences; entity-start vs [CLS] pooling, same budget.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${DATA:-../shared/data/semeval2010_task8}
-OUT=${OUT:-runs/bench-relation-semeval2010}
-export HF_HUB_OFFLINE=1
-start=$(date +%s)
-.venv/bin/ftkit finetune --recipe relation-semeval2010 --model minilm \
-  --train "$DATA/TRAIN_FILE.TXT" --test "$DATA/TEST_FILE_FULL.TXT" \
-  --output "$OUT" --overwrite "$@"
-end=$(date +%s)
-.venv/bin/ftkit eval "$OUT" --split test --json > "$OUT/eval_test_cli.json"
-python3 - "$OUT" $((end - start)) <<'PY'
-import json, sys, os
-out, wall = sys.argv[1], int(sys.argv[2])
-m = json.load(open(f"{out}/eval_test_cli.json"))
-pooling = json.load(open(f"{out}/model/ftkit.json"))["task_options"]["pooling"]
-res = {"benchmark": "relation-semeval2010 (TRAIN_FILE 90% -> TEST_FILE_FULL)", "model": "minilm", "pooling": pooling,
-       "official_macro_f1": round(m["f1"], 4), "micro_f1": round(m["micro_f1"], 4), "accuracy": round(m["accuracy"], 4),
-       "wall_time_s": wall, "cpus": os.cpu_count(),
-       "per_type_f1": {k: round(v["f1"], 4) for k, v in m["per_type"].items()}}
-json.dump(res, open(f"bench/results/relation_semeval2010_{pooling}.json", "w"), indent=2)
-print(json.dumps(res, indent=2))
-PY
+D=${DATA:-../shared/data}/semeval2010_task8
+for pooling in entity_start cls; do
+  .venv/bin/python bench/run_bench.py "relation_semeval2010_${pooling}" -- --recipe relation-semeval2010 \
+    --model minilm --train "$D/TRAIN_FILE.TXT" --test "$D/TEST_FILE_FULL.TXT" \
+    --set "task_options.pooling=${pooling}" "$@"
+done

@@ -16,7 +16,7 @@ import typer
 
 app = typer.Typer(
     name="ftkit",
-    help="Fine-tune pretrained Hugging Face checkpoints: NER (more tasks coming) on encoder, T5 and GPT models.",
+    help="Fine-tune pretrained Hugging Face checkpoints: NER and text classification (more tasks coming) on encoder, T5 and GPT models.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -72,7 +72,7 @@ def _quiet_libraries(debug: bool) -> None:
 @app.command()
 @_handled
 def finetune(
-    task: Optional[str] = typer.Option(None, "--task", "-t", help="ner"),
+    task: Optional[str] = typer.Option(None, "--task", "-t", help="ner | classification"),
     recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Built-in recipe name or a YAML file."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Alias (minilm), HF hub name or local folder."),
     train: Optional[str] = typer.Option(None, "--train", help="Training data file or folder."),
@@ -100,7 +100,7 @@ def finetune(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --output from its last checkpoint."),
     debug: bool = DebugOpt,
 ) -> None:
-    """Fine-tune a model; `ftkit finetune --task ner` alone runs the bundled demo."""
+    """Fine-tune a model; `ftkit finetune --task ner` (or `--task classification`) alone runs a bundled demo."""
     import time
 
     from ftkit.config import load_yaml, resolve, validate

@@ -14,12 +14,14 @@ from ftkit.errors import FtkitError
 REGISTRY: dict[str, str] = {
     "ner": "ftkit.tasks.ner:NerTask",
     "relation": "ftkit.tasks.relation:RelationTask",
+    "classification": "ftkit.tasks.classification:ClassificationTask",
 }
 
 # the recipe `ftkit finetune --task T` uses when no recipe is given
 DEFAULT_RECIPES: dict[str, str] = {
     "ner": "ner-demo",
     "relation": "relation-demo",
+    "classification": "classification-demo",
 }
 
 
