@@ -390,8 +390,8 @@ class QaTask(Task):
             o.version_2_with_negative = bool(no_answer) or declared_v2
         if no_answer and o.version_2_with_negative is False:
             raise FtkitError(
-                f"{len(no_answer)} questions have no answer (first: question {no_answer[0]['id']}), "
-                "but version_2_with_negative is false",
+                f"{len(no_answer)} question{'s have' if len(no_answer) > 1 else ' has'} no answer "
+                f"(first: question {no_answer[0]['id']}), but version_2_with_negative is false",
                 file=path, hint="for SQuAD 2.0 style data set task_options.version_2_with_negative=true "
                                 "(it is detected from the training data)",
             )
