@@ -424,6 +424,14 @@ def test_plain_transformers_loads_the_bert_export(trained):
     ours = predict_records(export, [{"question": question, "context": context}])[0]
     assert (ours["start"], ours["end"]) == (offsets[s][0], offsets[e][1])
 
+    # the model card's usage code runs as written
+    card = (export / "README.md").read_text()
+    assert "AutoModelForQuestionAnswering" in card and 'pipeline("question-answering"' not in card
+    code = card.split("## Usage", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    scope = {}
+    exec(code.replace("PATH/TO/THIS/FOLDER", str(export)), scope)
+    assert scope["answer"] and scope["answer"] in scope["context"]
+
 
 # the official evaluate-v1.1.py, kept independent of ftkit's implementation
 def _official_normalize(s):

@@ -23,7 +23,7 @@ def _card(meta: dict[str, Any], model_meta: dict[str, Any], recipe: str, evals: 
         "---",
         f"# {task.name} model fine-tuned with ftkit",
         "",
-        f"- **Task:** {task.name} (`pipeline(\"{task.pipeline_task}\")`, `{task.auto_class}`)",
+        f"- **Task:** {task.name} (`{task.auto_class}`, pipeline tag `{task.pipeline_task}`)",
         f"- **Base model:** `{model_meta.get('base_model')}` ({model_meta.get('model_type')}, family {model_meta.get('family')})",
         f"- **Labels ({len(labels)}):** {', '.join(labels)}",
         f"- **Window:** {model_meta.get('max_length')} sub-tokens",
@@ -41,11 +41,7 @@ def _card(meta: dict[str, Any], model_meta: dict[str, Any], recipe: str, evals: 
     lines += [
         "",
         "## Usage",
-        "```python",
-        "from transformers import pipeline",
-        f"nlp = pipeline(\"{task.pipeline_task}\", model=\"PATH/TO/THIS/FOLDER\"" +
-        (", aggregation_strategy=\"simple\")" if task.pipeline_task == "token-classification" else ")"),
-        "```",
+        *task.card_usage(model_meta),
         "or `ftkit predict PATH/TO/THIS/FOLDER --input FILE`.",
         "",
         "## Training recipe (resolved)",

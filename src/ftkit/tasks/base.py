@@ -75,6 +75,14 @@ class Task(ABC):
         """Shrink raw logits before they are gathered for ``decode`` (runs per batch)."""
         return logits
 
+    # ---- saved model ------------------------------------------------------
+    def card_usage(self, model_meta: dict[str, Any]) -> list[str]:
+        """Model-card lines showing how to use the exported folder with plain transformers."""
+        pipe = model_meta.get("pipeline_task", self.pipeline_task)
+        extra = ", aggregation_strategy=\"simple\")" if pipe == "token-classification" else ")"
+        return ["```python", "from transformers import pipeline",
+                f"nlp = pipeline(\"{pipe}\", model=\"PATH/TO/THIS/FOLDER\"" + extra, "```"]
+
     # ---- outputs ----------------------------------------------------------
     @abstractmethod
     def decode(self, examples, features, outputs, labels: list[str]) -> list[Any]:

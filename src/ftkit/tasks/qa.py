@@ -584,7 +584,7 @@ class QaTask(Task):
                     "end": prediction["end"], "score": round(prediction["score"], 4)})
         return out
 
-    # ---- model card (used by export once the task-level card hook exists) --
+    # ---- model card --------------------------------------------------------
     def card_usage(self, model_meta: dict[str, Any]) -> list[str]:
         """transformers 5 has no question-answering pipeline: show the plain-model code."""
         return [
@@ -593,13 +593,18 @@ class QaTask(Task):
             "from transformers import AutoModelForQuestionAnswering, AutoTokenizer",
             'tok = AutoTokenizer.from_pretrained("PATH/TO/THIS/FOLDER")',
             'model = AutoModelForQuestionAnswering.from_pretrained("PATH/TO/THIS/FOLDER")',
+            'question, context = "Who won?", "The Broncos won the game."',
             'enc = tok(question, context, truncation="only_second", return_offsets_mapping=True, return_tensors="pt")',
-            'offsets = enc.pop("offset_mapping")[0]',
+            'offsets = enc.pop("offset_mapping")[0].tolist()',
+            "in_context = torch.tensor([s == 1 for s in enc.sequence_ids(0)])",
             "with torch.no_grad():",
             "    out = model(**enc)",
-            "s, e = int(out.start_logits.argmax()), int(out.end_logits.argmax())",
-            "answer = context[offsets[s][0]:offsets[e][1]]",
+            "start = int(out.start_logits[0].masked_fill(~in_context, -1e9).argmax())",
+            f"end = start + int(out.end_logits[0, start:start + {self.options.max_answer_length}]"
+            f".masked_fill(~in_context[start:start + {self.options.max_answer_length}], -1e9).argmax())",
+            "answer = context[offsets[start][0]:offsets[end][1]].strip()",
             "```",
-            "`ftkit predict` adds sliding windows over long contexts, the n-best span search and, for",
-            "GPT-2 style models, the EOS token ftkit appends as the no-answer position.",
+            "This reads one window; `ftkit predict` adds sliding windows over long contexts and the n-best span"
+            " search" + (", and appends the EOS token this GPT-2 style model uses as its no-answer position"
+                         if model_meta.get("family") == "gpt" else "") + ".",
         ]
