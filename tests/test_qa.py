@@ -335,9 +335,6 @@ def _train_file(tmp_path):
     return write(tmp_path / "train.json", json.dumps(squad_doc([article("Lamb", *paragraphs)])))
 
 
-_TRAINED = {}
-
-
 @pytest.fixture(scope="session")
 def trained(tiny_models, tmp_path_factory):
     """Train a family once per session: (run folder, export folder, finetune metadata, train file)."""
@@ -345,8 +342,10 @@ def trained(tiny_models, tmp_path_factory):
     from ftkit.engine import finetune
     from ftkit.export import export_run
 
+    done = {}
+
     def get(family):
-        if family not in _TRAINED:
+        if family not in done:
             root = tmp_path_factory.mktemp(f"qa-{family}")
             train = _train_file(root)
             flags = {"model": str(tiny_models(family)), "data.train": str(train), "data.validation": str(train),
@@ -356,8 +355,8 @@ def trained(tiny_models, tmp_path_factory):
             cfg, _ = resolve("qa", None, flags, ["task_options.doc_stride=16"])
             meta = finetune(cfg, root / "run")
             export_run(root / "run", root / "export")
-            _TRAINED[family] = (root / "run", root / "export", meta, train)
-        return _TRAINED[family]
+            done[family] = (root / "run", root / "export", meta, train)
+        return done[family]
 
     return get
 
@@ -431,6 +430,28 @@ def test_plain_transformers_loads_the_bert_export(trained):
     scope = {}
     exec(code.replace("PATH/TO/THIS/FOLDER", str(export)), scope)
     assert scope["answer"] and scope["answer"] in scope["context"]
+
+
+def test_squad_v2_trains_and_scores_has_ans_and_no_ans(tiny_models, tmp_path):
+    from ftkit.config import resolve
+    from ftkit.engine import evaluate_run, finetune, predict_records
+
+    paragraphs = [(c, [qa(f"q{i}-{j}", q, c, a) for j, (q, a) in enumerate(qas)]
+                   + [qa(f"n{i}", "What did the committee eat?", c, impossible=True)])
+                  for i, (c, qas) in enumerate(LAMB[:2])]
+    train = write(tmp_path / "v2.json", json.dumps(squad_doc([article("Lamb", *paragraphs)], version="v2.0")))
+    flags = {"model": str(tiny_models("bert")), "data.train": str(train), "data.validation": str(train),
+             "data.test": str(train), "training.batch_size": 4, "training.max_steps": 4,
+             "training.learning_rate": 3e-3, "training.max_length": 64, "training.save_total_limit": 1}
+    cfg, _ = resolve("qa", None, flags, [])
+    meta = finetune(cfg, tmp_path / "run")
+    m = meta["metrics"]["test"]
+    assert (m["has_ans_total"], m["no_ans_total"]) == (5, 2)
+    assert m["f1"] == pytest.approx((5 * m["has_ans_f1"] + 2 * m["no_ans_f1"]) / 7)
+    assert set(m["per_label"]) == {"HasAns", "NoAns"}
+    assert evaluate_run(tmp_path / "run", "test")["no_ans_f1"] == pytest.approx(m["no_ans_f1"])
+    pred = predict_records(tmp_path / "run", [{"question": "Who?", "context": "Peter Blackburn reported."}])[0]
+    assert pred["answer"] == "" and pred["start"] is None or pred["answer"] in "Peter Blackburn reported."
 
 
 # the official evaluate-v1.1.py, kept independent of ftkit's implementation
