@@ -15,7 +15,6 @@ from ftkit.errors import FtkitError
 
 def _card(meta: dict[str, Any], model_meta: dict[str, Any], recipe: str, evals: dict[str, Any], task) -> str:
     labels = model_meta["labels"]
-    usage = task.card_usage(model_meta)
     lines = [
         "---",
         "library_name: transformers",
@@ -24,8 +23,7 @@ def _card(meta: dict[str, Any], model_meta: dict[str, Any], recipe: str, evals: 
         "---",
         f"# {task.name} model fine-tuned with ftkit",
         "",
-        f"- **Task:** {task.name} (`pipeline(\"{task.pipeline_task}\")`, `{task.auto_class}`)" if usage is None
-        else f"- **Task:** {task.name} (`{task.auto_class}`, see Usage)",
+        f"- **Task:** {task.name} (`{task.auto_class}`, pipeline tag `{task.pipeline_task}`)",
         f"- **Base model:** `{model_meta.get('base_model')}` ({model_meta.get('model_type')}, family {model_meta.get('family')})",
         f"- **Labels ({len(labels)}):** {', '.join(labels)}",
         f"- **Window:** {model_meta.get('max_length')} sub-tokens",
@@ -40,15 +38,11 @@ def _card(meta: dict[str, Any], model_meta: dict[str, Any], recipe: str, evals: 
     for split, m in evals.items():
         shown = ", ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float))
         lines.append(f"- {split} (`{m.get('data')}`): {shown}")
-    lines += ["", "## Usage"] + (usage if usage is not None else [
-        "```python",
-        "from transformers import pipeline",
-        f"nlp = pipeline(\"{task.pipeline_task}\", model=\"PATH/TO/THIS/FOLDER\"" +
-        (", aggregation_strategy=\"simple\")" if task.pipeline_task == "token-classification" else ")"),
-        "```",
-        "or `ftkit predict PATH/TO/THIS/FOLDER --input FILE`.",
-    ])
     lines += [
+        "",
+        "## Usage",
+        *task.card_usage(model_meta),
+        "or `ftkit predict PATH/TO/THIS/FOLDER --input FILE`.",
         "",
         "## Training recipe (resolved)",
         "```yaml",

@@ -15,6 +15,7 @@ REGISTRY: dict[str, str] = {
     "ner": "ftkit.tasks.ner:NerTask",
     "relation": "ftkit.tasks.relation:RelationTask",
     "classification": "ftkit.tasks.classification:ClassificationTask",
+    "qa": "ftkit.tasks.qa:QaTask",
 }
 
 # the recipe `ftkit finetune --task T` uses when no recipe is given
@@ -22,6 +23,7 @@ DEFAULT_RECIPES: dict[str, str] = {
     "ner": "ner-demo",
     "relation": "relation-demo",
     "classification": "classification-demo",
+    "qa": "qa-demo",
 }
 
 

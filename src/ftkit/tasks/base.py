@@ -111,6 +111,14 @@ class Task(ABC):
         """Shrink raw logits before they are gathered for ``decode`` (runs per batch)."""
         return logits
 
+    # ---- saved model ------------------------------------------------------
+    def card_usage(self, model_meta: dict[str, Any]) -> list[str]:
+        """Model-card lines showing how to use the exported folder with plain transformers."""
+        pipe = model_meta.get("pipeline_task", self.pipeline_task)
+        extra = ", aggregation_strategy=\"simple\")" if pipe == "token-classification" else ")"
+        return ["```python", "from transformers import pipeline",
+                f"nlp = pipeline(\"{pipe}\", model=\"PATH/TO/THIS/FOLDER\"" + extra, "```"]
+
     # ---- outputs ----------------------------------------------------------
     @abstractmethod
     def decode(self, examples, features, outputs, labels: list[str]) -> list[Any]:
@@ -119,10 +127,6 @@ class Task(ABC):
     @abstractmethod
     def score(self, examples, predictions: list[Any], labels: list[str]) -> dict[str, Any]:
         """Metrics as fractions 0-1, including ``per_label``."""
-
-    def card_usage(self, model_meta: dict[str, Any]) -> list[str] | None:
-        """Markdown lines for the model card's Usage section; None: the generic pipeline snippet."""
-        return None
 
     def format_table(self, metrics: dict[str, Any]) -> str:
         return "\n".join(f"{k}: {v}" for k, v in metrics.items() if not isinstance(v, dict))
