@@ -15,17 +15,23 @@ from ftkit.errors import FtkitError
 
 def _card(meta: dict[str, Any], model_meta: dict[str, Any], recipe: str, evals: dict[str, Any], task) -> str:
     labels = model_meta["labels"]
+    # the loading class and pipeline are recorded per model (they may depend on the family)
+    pipe = model_meta.get("pipeline_task", task.pipeline_task)
+    auto_class = model_meta.get("auto_class", task.auto_class)
     lines = [
         "---",
         "library_name: transformers",
-        f"pipeline_tag: {task.pipeline_task}",
+        f"pipeline_tag: {pipe}",
         "tags: [ftkit]",
         "---",
         f"# {task.name} model fine-tuned with ftkit",
         "",
-        f"- **Task:** {task.name} (`pipeline(\"{task.pipeline_task}\")`, `{task.auto_class}`)",
+        f"- **Task:** {task.name} (`pipeline(\"{pipe}\")`, `{auto_class}`)",
         f"- **Base model:** `{model_meta.get('base_model')}` ({model_meta.get('model_type')}, family {model_meta.get('family')})",
-        f"- **Labels ({len(labels)}):** {', '.join(labels)}",
+    ]
+    if labels:
+        lines.append(f"- **Labels ({len(labels)}):** {', '.join(labels)}")
+    lines += [
         f"- **Window:** {model_meta.get('max_length')} sub-tokens",
         "",
         "## Data",
@@ -41,11 +47,7 @@ def _card(meta: dict[str, Any], model_meta: dict[str, Any], recipe: str, evals: 
     lines += [
         "",
         "## Usage",
-        "```python",
-        "from transformers import pipeline",
-        f"nlp = pipeline(\"{task.pipeline_task}\", model=\"PATH/TO/THIS/FOLDER\"" +
-        (", aggregation_strategy=\"simple\")" if task.pipeline_task == "token-classification" else ")"),
-        "```",
+        *task.card_usage(model_meta),
         "or `ftkit predict PATH/TO/THIS/FOLDER --input FILE`.",
         "",
         "## Training recipe (resolved)",
