@@ -13,11 +13,13 @@ from ftkit.errors import FtkitError
 # task name -> "module:Class"
 REGISTRY: dict[str, str] = {
     "ner": "ftkit.tasks.ner:NerTask",
+    "translation": "ftkit.tasks.translation:TranslationTask",
 }
 
 # the recipe `ftkit finetune --task T` uses when no recipe is given
 DEFAULT_RECIPES: dict[str, str] = {
     "ner": "ner-demo",
+    "translation": "translation-demo",
 }
 
 
