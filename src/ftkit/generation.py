@@ -3,7 +3,8 @@
 - Inputs are sorted by length (longest first) so each batch carries little padding, and the
   outputs are put back in input order.
 - Encoder-decoder models get right-padded inputs; decoder-only models get *left*-padded prompts
-  (generation continues at the right edge) and only the new tokens are returned.
+  (generation continues at the right edge), only the new tokens are returned, and
+  ``max_new_tokens`` is capped so prompt + continuation fit the model's positions.
 - Each output is cut at the first EOS (exclusive); the decoder start token an encoder-decoder
   model emits first is dropped.
 """
@@ -20,6 +21,14 @@ def model_device(model):
         return next(model.parameters()).device
     except StopIteration:
         return torch.device("cpu")
+
+
+def _position_limit(config) -> int | None:
+    for key in ("n_positions", "max_position_embeddings"):
+        v = getattr(config, key, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return None
 
 
 def generate_ids(
@@ -47,6 +56,7 @@ def generate_ids(
     eos = set([eos_token_id] if isinstance(eos_token_id, int) else (eos_token_id or []))
     order = sorted(range(n), key=lambda i: -len(inputs[i]))
     device = model_device(model)
+    limit = _position_limit(model.config)
     was_training = model.training
     model.eval()
     out: list[list[int] | None] = [None] * n
@@ -64,10 +74,13 @@ def generate_ids(
                 else:
                     ids[r, :len(s)] = torch.tensor(s, dtype=torch.long)
                     mask[r, :len(s)] = 1
+            new_tokens = max_new_tokens
+            if decoder_only and limit:  # prompt + continuation must fit the position embeddings
+                new_tokens = max(1, min(max_new_tokens, limit - width))
             with torch.no_grad():
                 gen = model.generate(
                     input_ids=ids.to(device), attention_mask=mask.to(device), num_beams=num_beams,
-                    max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_token_id,
+                    max_new_tokens=new_tokens, do_sample=False, pad_token_id=pad_token_id,
                     eos_token_id=eos_token_id, **generate_kwargs,
                 )
             gen = gen[:, width:] if decoder_only else gen[:, 1:]  # new tokens / drop the decoder start

@@ -59,6 +59,9 @@ class TranslationOptions(TaskOptions):
     num_beams: int = Field(4, ge=1, description="beam size for generation (1 = greedy)")
     max_new_tokens: int = Field(64, ge=1, description="longest translation generated, in sub-tokens")
     max_target_length: int = Field(128, ge=2, description="training targets are cut to this many sub-tokens")
+    select_by: Literal["chrf", "bleu"] = Field(
+        "chrf", description="dev metric that picks the best checkpoint; chrF is graded per character, so it "
+        "still ranks checkpoints while BLEU is 0 on all of them (early training, small dev sets)")
     bleu_tokenize: Literal["13a", "intl", "zh", "char", "none", "ja-mecab", "ko-mecab", "flores101",
                            "flores200"] = Field("13a", description="sacreBLEU tokenizer for BLEU")
 
@@ -99,9 +102,13 @@ class TranslationTask(Task):
     name = "translation"
     pipeline_task = "translation"
     auto_class = "AutoModelForSeq2SeqLM"  # the per-model class is recorded in ftkit.json (export_info)
-    best_metric = "bleu"
+    best_metric = "chrf"  # the default of options.select_by; set per instance in __init__
     generates = True
     Options = TranslationOptions
+
+    def __init__(self, options: TranslationOptions | None = None) -> None:
+        super().__init__(options)
+        self.best_metric = self.options.select_by
 
     # ---- prompt format ----------------------------------------------------
     @property
@@ -279,6 +286,11 @@ class TranslationTask(Task):
             if tgt_code is not None:
                 lang_ids = getattr(tokenizer, "lang_code_to_id", None) or {}
                 gen["forced_bos_token_id"] = lang_ids.get(tgt_code, tokenizer.convert_tokens_to_ids(tgt_code))
+            elif (model.generation_config.forced_bos_token_id is None and tokenizer.bos_token_id is not None
+                  and tokenizer(text_target="x")["input_ids"][:1] == [tokenizer.bos_token_id]):
+                # BART-style targets are "<s> ... </s>": generation starts the same way (as bart-base's
+                # own config does); an early model would otherwise often end right at the start
+                gen["forced_bos_token_id"] = tokenizer.bos_token_id
         gc = model.generation_config
         for k, v in {**gen, "num_beams": o.num_beams, "max_new_tokens": o.max_new_tokens}.items():
             setattr(gc, k, v)
@@ -302,8 +314,8 @@ class TranslationTask(Task):
         if self.decoder_only:
             eos = tokenizer.eos_token_id
             sep_ids = tokenizer(o.separator, add_special_tokens=False)["input_ids"]
-            # room for the generated translation in the model's window
-            prompt_budget = max(max_length - o.max_new_tokens, len(sep_ids) + 1)
+            # prompts leave room in the window for the translation, but keep at least half of it
+            prompt_budget = max(max_length - min(o.max_new_tokens, max_length // 2), len(sep_ids) + 1)
 
             def encode_batch(batch, indices):
                 out: dict[str, list] = {k: [] for k in ("input_ids", "attention_mask", "prompt_ids", "example_id",
