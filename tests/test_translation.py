@@ -211,6 +211,28 @@ def test_select_by_picks_the_best_checkpoint_metric():
         task(select_by="ter")
 
 
+class FakeLangTokenizer:
+    """The language-code surface of mBART / M2M tokenizers (no checkpoint of theirs is available offline)."""
+
+    def __init__(self, codes):
+        self.lang_code_to_id = {c: 100 + i for i, c in enumerate(codes)}
+        self.src_lang, self.tgt_lang = None, None
+
+
+def test_language_codes_of_multilingual_tokenizers():
+    tok = FakeLangTokenizer(["de_DE", "en_XX", "fr_XX"])  # mBART
+    assert task()._set_languages(tok) == ("en_XX", "de_DE")
+    assert (tok.src_lang, tok.tgt_lang) == ("en_XX", "de_DE")
+    tok = FakeLangTokenizer(["__de__", "__en__"])  # M2M100 tokens
+    assert task()._set_languages(tok) == ("__en__", "__de__")
+    tok = FakeLangTokenizer(["eng_Latn", "deu_Latn"])  # NLLB: codes must be given
+    with pytest.raises(FtkitError, match="set task_options.source_lang_code"):
+        task()._set_languages(tok)
+    assert task(source_lang_code="eng_Latn", target_lang_code="deu_Latn")._set_languages(tok) == (
+        "eng_Latn", "deu_Latn")
+    assert task()._set_languages(object()) == (None, None)  # tokenizers without codes are left alone
+
+
 def test_causal_lm_without_eos_is_refused(tiny, tmp_path):
     from transformers import AutoTokenizer
 
