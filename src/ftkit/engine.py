@@ -9,6 +9,11 @@ Run folder layout (``RUN_DIR``)::
     train_log.jsonl    one JSON object per Trainer log event
     training.png       loss and dev metric over steps
     eval_<split>.json  metrics written by finetune (test) and by `ftkit eval`
+    (task files)       whatever ``task.write_outputs`` writes, e.g. predictions_<split>.txt
+
+Generative tasks (``task.generates``) get their outputs from ``task.generate`` (batched
+``model.generate``) instead of Trainer logits: in the per-epoch validation (FtkitTrainer's
+evaluation loop computes the loss, then generates and scores) and in eval/predict.
 """
 
 from __future__ import annotations
@@ -88,7 +93,7 @@ def encode_cached(task, examples, tokenizer, labels, max_length: int, train: boo
     from datasets import load_from_disk
 
     key = json.dumps(
-        [__version__, task.name, task.options.model_dump(mode="json"), examples._fingerprint,
+        [__version__, task.name, task.options.model_dump(mode="json"), task.family, examples._fingerprint,
          _tokenizer_fingerprint(tokenizer), labels, max_length, train],
         sort_keys=True,
     )
@@ -170,9 +175,20 @@ def _trainer_class():
                 return iter(torch.randperm(self.n, generator=g).tolist())
             return iter(LengthGroupedSampler(self.batch_size, lengths=self.lengths, generator=g))
 
+    from transformers.trainer_utils import EvalPrediction
+
     class FtkitTrainer(Trainer):
-        def __init__(self, *args, **kwargs):
+        """The Trainer with exact resume, ordered evaluation and generative evaluation.
+
+        ``generate_fn(model) -> outputs`` (generative tasks): evaluation computes the loss on the
+        eval set as usual, then scores ``generate_fn``'s outputs with ``compute_metrics`` instead of
+        gathering logits. Metric names, logging, best-checkpoint selection and early stopping are
+        the Trainer's own.
+        """
+
+        def __init__(self, *args, generate_fn=None, **kwargs):
             super().__init__(*args, **kwargs)
+            self.generate_fn = generate_fn
             ds = self.train_dataset
             # the length column is dropped with the other non-model columns before the sampler is built
             self._lengths = list(ds["length"]) if ds is not None and "length" in getattr(ds, "column_names", []) else None
@@ -197,6 +213,20 @@ def _trainer_class():
             if path.is_dir():
                 (path / "training_args.bin").unlink(missing_ok=True)
                 (path / COMPLETE_MARKER).write_text("ok\n")
+
+        def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                            metric_key_prefix="eval"):
+            if self.generate_fn is None:
+                return super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
+                                               metric_key_prefix)
+            out = super().evaluation_loop(dataloader, description, True, ignore_keys, metric_key_prefix)
+            if prediction_loss_only is None:
+                prediction_loss_only = self.args.prediction_loss_only
+            if self.compute_metrics is not None and not prediction_loss_only:
+                outputs = self.generate_fn(self.model)
+                metrics = self.compute_metrics(EvalPrediction(predictions=outputs, label_ids=None))
+                out.metrics.update({f"{metric_key_prefix}_{k}": v for k, v in metrics.items()})
+            return out
 
     return FtkitTrainer
 
@@ -319,6 +349,7 @@ def load_base(cfg: RunConfig, task, labels, *, allow_pickle: bool = False, trust
     from ftkit.families import load_config, load_tokenizer, max_length_for, prepare_model
 
     info = load_config(cfg.model, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+    task.family = info.family
     tokenizer = load_tokenizer(info)
     set_seed(cfg.training.seed)  # the new head's initialisation is part of the run's seed
     try:
@@ -347,7 +378,9 @@ def task_of(path: str | Path):
     """(task, meta) of a run or export folder, without loading the model."""
     mdir = find_model_dir(path)
     meta = json.loads((mdir / META_FILE).read_text(encoding="utf-8"))
-    return make_task(meta["task"], meta.get("task_options", {}), source=str(mdir / META_FILE)), meta
+    task = make_task(meta["task"], meta.get("task_options", {}), source=str(mdir / META_FILE))
+    task.family = meta.get("family")
+    return task, meta
 
 
 def load_trained(path: str | Path, *, allow_pickle: bool = False):
@@ -363,13 +396,25 @@ def load_trained(path: str | Path, *, allow_pickle: bool = False):
     tokenizer = AutoTokenizer.from_pretrained(str(mdir), **kwargs)
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = task.load_model(str(mdir), use_safetensors=not allow_pickle or None)
+    model = task.load_model(str(mdir), meta, use_safetensors=not allow_pickle or None)
     return task, model, tokenizer, meta
 
 
+def _torch_device(device: str):
+    import torch
+
+    _device_args(device)  # "cuda" without CUDA is an error
+    return torch.device("cuda" if device != "cpu" and torch.cuda.is_available() else "cpu")
+
+
 def run_outputs(task, model, tokenizer, features, labels, batch_size: int = 32, device: str = "auto"):
-    """Model outputs for ``features`` in order (reduced by the task), through the Trainer."""
+    """Model outputs for ``features`` in order: reduced logits through the Trainer, or
+    ``task.generate`` for generative tasks."""
     from transformers import TrainingArguments
+
+    if task.generates:
+        model.to(_torch_device(device))
+        return task.generate(model, tokenizer, features, batch_size)
 
     with tempfile.TemporaryDirectory(prefix="ftkit-predict-") as tmp:
         args = TrainingArguments(
@@ -458,6 +503,13 @@ def _train(cfg, task, info, tokenizer, model, max_length, labels, splits, featur
     callbacks = [jsonl, interrupt]
     if cfg.training.early_stopping_patience and has_eval:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_patience))
+    generate_fn = None
+    if task.generates and has_eval:
+        eval_bs = args.per_device_eval_batch_size
+
+        def generate_fn(m):
+            return task.generate(m, tokenizer, features["validation"], eval_bs)
+
     trainer = _trainer_class()(
         model=model,
         args=args,
@@ -469,6 +521,7 @@ def _train(cfg, task, info, tokenizer, model, max_length, labels, splits, featur
         if has_eval else None,
         preprocess_logits_for_metrics=lambda logits, _: task.reduce_logits(logits, labels),
         callbacks=callbacks,
+        generate_fn=generate_fn,
     )
     checkpoint = None
     if resume:
@@ -499,7 +552,9 @@ def _train(cfg, task, info, tokenizer, model, max_length, labels, splits, featur
         if name in splits:
             outputs = run_outputs(task, trainer.model, tokenizer, features[name], labels,
                                   cfg.training.eval_batch_size or cfg.training.batch_size * 2, cfg.training.device)
-            scores = task.score(splits[name], task.decode(splits[name], features[name], outputs, labels), labels)
+            preds = task.decode(splits[name], features[name], outputs, labels)
+            scores = task.score(splits[name], preds, labels)
+            task.write_outputs(run_dir, name, splits[name], preds)
             write_json(run_dir / f"eval_{name}.json", {"split": name, "data": getattr(cfg.data, name), **scores})
             metrics[name] = scores
     meta = {
@@ -525,6 +580,7 @@ def save_model(trainer, tokenizer, task, info, labels, max_length, cfg, out: Pat
         "ftkit_version": __version__, "task": task.name, "task_options": task.options.model_dump(mode="json"),
         "labels": labels, "max_length": max_length, "family": info.family, "model_type": info.model_type,
         "base_model": cfg.model, "add_prefix_space": bool(getattr(tokenizer, "add_prefix_space", False)),
+        **task.export_info(trainer.model, tokenizer),
     })
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
@@ -542,6 +598,7 @@ def write_json(path: Path, obj: Any) -> None:
 
 def evaluate_run(run_dir: Path, split: str, data: str | None = None, batch_size: int = 32,
                  device: str = "auto", allow_pickle: bool = False) -> dict[str, Any]:
+    """Score the model on a split; in a run folder the task's output files are (re)written too."""
     task, model, tokenizer, meta = load_trained(run_dir, allow_pickle=allow_pickle)
     labels = meta["labels"]
     recipe = Path(run_dir) / "recipe.yaml"
@@ -558,7 +615,10 @@ def evaluate_run(run_dir: Path, split: str, data: str | None = None, batch_size:
     task.check_labels(examples, labels, data)
     features = task.encode(examples, tokenizer, labels, meta["max_length"], train=False)
     outputs = run_outputs(task, model, tokenizer, features, labels, batch_size, device)
-    scores = task.score(examples, task.decode(examples, features, outputs, labels), labels)
+    preds = task.decode(examples, features, outputs, labels)
+    scores = task.score(examples, preds, labels)
+    if (Path(run_dir) / "run.json").exists():
+        task.write_outputs(Path(run_dir), split, examples, preds)
     return {"split": split, "data": data, **scores}
 
 

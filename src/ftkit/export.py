@@ -15,17 +15,23 @@ from ftkit.errors import FtkitError
 
 def _card(meta: dict[str, Any], model_meta: dict[str, Any], recipe: str, evals: dict[str, Any], task) -> str:
     labels = model_meta["labels"]
+    # the loading class and pipeline are recorded per model (they may depend on the family)
+    pipe = model_meta.get("pipeline_task", task.pipeline_task)
+    auto_class = model_meta.get("auto_class", task.auto_class)
     lines = [
         "---",
         "library_name: transformers",
-        f"pipeline_tag: {task.pipeline_task}",
+        f"pipeline_tag: {pipe}",
         "tags: [ftkit]",
         "---",
         f"# {task.name} model fine-tuned with ftkit",
         "",
-        f"- **Task:** {task.name} (`{task.auto_class}`, pipeline tag `{task.pipeline_task}`)",
+        f"- **Task:** {task.name} (`{auto_class}`, pipeline tag `{pipe}`)",
         f"- **Base model:** `{model_meta.get('base_model')}` ({model_meta.get('model_type')}, family {model_meta.get('family')})",
-        f"- **Labels ({len(labels)}):** {', '.join(labels)}",
+    ]
+    if labels:
+        lines.append(f"- **Labels ({len(labels)}):** {', '.join(labels)}")
+    lines += [
         f"- **Window:** {model_meta.get('max_length')} sub-tokens",
         "",
         "## Data",

@@ -28,7 +28,8 @@ def plot_training(log_path: Path, out: Path, metric: str = "f1") -> bool:
         ax2 = ax.twinx()
         ax2.plot(*zip(*dev), "o-", color="tab:orange", label=f"dev {metric}")
         ax2.set_ylabel(f"dev {metric}", color="tab:orange")
-        ax2.set_ylim(0, 1)
+        # fractions (F1) on 0-1; metrics reported in percent (BLEU, chrF) on 0-100
+        ax2.set_ylim(0, 100 if max(v for _, v in dev) > 1 else 1)
     ax.set_title("ftkit training")
     fig.tight_layout()
     tmp = out.with_name(out.stem + ".tmp.png")

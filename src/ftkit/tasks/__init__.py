@@ -16,6 +16,7 @@ REGISTRY: dict[str, str] = {
     "relation": "ftkit.tasks.relation:RelationTask",
     "classification": "ftkit.tasks.classification:ClassificationTask",
     "qa": "ftkit.tasks.qa:QaTask",
+    "translation": "ftkit.tasks.translation:TranslationTask",
 }
 
 # the recipe `ftkit finetune --task T` uses when no recipe is given
@@ -24,6 +25,7 @@ DEFAULT_RECIPES: dict[str, str] = {
     "relation": "relation-demo",
     "classification": "classification-demo",
     "qa": "qa-demo",
+    "translation": "translation-demo",
 }
 
 

@@ -11,6 +11,12 @@ Data flow::
     Trainer / predict loop     -> outputs   (per-feature arrays, see ``reduce_logits``)
     decode(examples, features, outputs) -> predictions (one per example, word/char level)
     score(examples, predictions)        -> metrics dict (fractions 0-1, ``per_label``)
+
+Generative tasks (``generates = True``) make their outputs with ``model.generate``
+instead of from logits: ``generate(model, tokenizer, features, batch_size)`` returns
+one output per feature, in feature order, and the engine uses it both for the
+per-epoch validation during training and for eval/predict (see ``ftkit.generation``
+for the shared batched, length-sorted loop).
 """
 
 from __future__ import annotations
@@ -33,10 +39,15 @@ class Task(ABC):
     auto_class: ClassVar[str]
     #: metric (key of ``score``) that selects the best checkpoint; higher is better
     best_metric: ClassVar[str] = "f1"
+    #: outputs come from ``model.generate`` (see ``generate``), not from logits
+    generates: ClassVar[bool] = False
     Options: ClassVar[type[TaskOptions]] = TaskOptions
 
     def __init__(self, options: TaskOptions | None = None) -> None:
         self.options = options if options is not None else self.Options()
+        #: the model family this task instance serves (encoder | t5 | gpt | seq2seq); set by the
+        #: engine from the checkpoint before ``build_model``/``encode``, and from ftkit.json on reload
+        self.family: str | None = None
 
     # ---- data -------------------------------------------------------------
     @abstractmethod
@@ -65,7 +76,7 @@ class Task(ABC):
         seen: dict[str, str] = {}
         problems, duplicates = [], []
         for i, ex in enumerate(examples):
-            where = ex.get("source") or f"record {i}"
+            where = ex.get("where") or ex.get("source") or f"record {i}"
             text = self.example_text(ex)
             if not text.strip():
                 problems.append((where, "empty example"))
@@ -88,14 +99,16 @@ class Task(ABC):
     def build_model(self, info, labels: list[str], tokenizer):
         """A model with this task's head for the checkpoint's family."""
 
-    def load_model(self, path: str, **kwargs):
+    def load_model(self, path: str, meta: dict[str, Any] | None = None, **kwargs):
         """The trained model saved in ``path`` (a run's ``model/`` or an export), for eval and predict.
 
+        ``meta`` is the folder's ftkit.json (its ``auto_class`` wins over the task's);
         ``kwargs`` carry the engine's safe-loading settings (``use_safetensors``).
         """
         import transformers
 
-        return getattr(transformers, self.auto_class).from_pretrained(path, **kwargs)
+        auto = (meta or {}).get("auto_class") or self.auto_class
+        return getattr(transformers, auto).from_pretrained(path, **kwargs)
 
     # ---- features ---------------------------------------------------------
     @abstractmethod
@@ -111,13 +124,29 @@ class Task(ABC):
         """Shrink raw logits before they are gathered for ``decode`` (runs per batch)."""
         return logits
 
+    def generate(self, model, tokenizer, features, batch_size: int) -> list[Any]:
+        """Generative tasks: one output per feature (in feature order), made with ``model.generate``.
+
+        Called for the per-epoch validation and by eval/predict; ``decode`` turns the outputs into
+        predictions. ``ftkit.generation.generate_ids`` is the shared batched loop.
+        """
+        raise NotImplementedError(f"task {self.name} does not generate")
+
     # ---- saved model ------------------------------------------------------
+    def export_info(self, model, tokenizer) -> dict[str, Any]:
+        """Keys recorded in the model folder's ftkit.json: the class that loads *this* model
+        (it may depend on the family) and anything a user needs to call it (e.g. a prompt format)."""
+        return {"auto_class": self.auto_class, "pipeline_task": self.pipeline_task}
+
     def card_usage(self, model_meta: dict[str, Any]) -> list[str]:
         """Model-card lines showing how to use the exported folder with plain transformers."""
         pipe = model_meta.get("pipeline_task", self.pipeline_task)
         extra = ", aggregation_strategy=\"simple\")" if pipe == "token-classification" else ")"
         return ["```python", "from transformers import pipeline",
                 f"nlp = pipeline(\"{pipe}\", model=\"PATH/TO/THIS/FOLDER\"" + extra, "```"]
+
+    def write_outputs(self, run_dir, split: str, examples, predictions: list[Any]) -> None:
+        """Write a split's predictions into the run folder (for outside scorers). Default: nothing."""
 
     # ---- outputs ----------------------------------------------------------
     @abstractmethod
@@ -126,7 +155,7 @@ class Task(ABC):
 
     @abstractmethod
     def score(self, examples, predictions: list[Any], labels: list[str]) -> dict[str, Any]:
-        """Metrics as fractions 0-1, including ``per_label``."""
+        """Metrics (fractions 0-1 unless the metric's own convention differs, e.g. BLEU 0-100)."""
 
     def format_table(self, metrics: dict[str, Any]) -> str:
         return "\n".join(f"{k}: {v}" for k, v in metrics.items() if not isinstance(v, dict))

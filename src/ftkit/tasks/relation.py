@@ -467,7 +467,7 @@ class RelationTask(Task):
         model.__class__ = entity_start_class(type(model))
         return model
 
-    def load_model(self, path: str, **kwargs):
+    def load_model(self, path: str, meta: dict[str, Any] | None = None, **kwargs):
         from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
         if self.options.pooling != "entity_start":

@@ -1,0 +1,526 @@
+"""Translation: parallel text in, generated translations out, scored with sacreBLEU BLEU and chrF.
+
+Data
+- Line-aligned parallel files: ``--train PREFIX`` reads ``PREFIX.<source_lang>`` and
+  ``PREFIX.<target_lang>`` (also ``--train PREFIX.en``; the sibling ``.de`` is found).
+- JSONL / CSV / TSV / Parquet / ``datasets`` folders / hub datasets with ``source``/``target``
+  columns (``task_options.source_field``/``target_field``), ``en``/``de`` columns, or the HF
+  ``translation: {en: ..., de: ...}`` form.
+
+Families
+- T5: ``AutoModelForSeq2SeqLM`` with a task prefix (``translate English to German: ``).
+- BART / Marian / mBART / M2M / NLLB (``seq2seq``): ``AutoModelForSeq2SeqLM``; where the tokenizer
+  has language codes (``src_lang``/``tgt_lang``) they are set, and generation is forced to start
+  with the target language code.
+- GPT-2 style decoders (``gpt``): ``source + separator`` is the prompt, the target and EOS follow;
+  the loss covers only the target (prompt labels are -100); prompts are left-padded for batched
+  generation, which stops at EOS.
+- Encoder-only checkpoints (``encoder``): warm-started encoder-decoder (BERT2BERT, Rothe et al.
+  2020) with ``EncoderDecoderModel.from_encoder_decoder_pretrained(ckpt, ckpt)``; the decoder
+  starts with [CLS] and ends with [SEP].
+
+Outputs come from ``model.generate`` (``ftkit.generation``), in length-sorted batches with
+``num_beams`` and ``max_new_tokens``; scores are corpus sacreBLEU and chrF (0-100, as sacreBLEU
+reports them) with their signatures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from ftkit.data.records import detect_format, iter_records, read_text
+from ftkit.errors import FtkitError
+from ftkit.recipes import resolve_packaged
+from ftkit.tasks.base import Task, TaskOptions
+
+LANGUAGE_NAMES = {
+    "en": "English", "de": "German", "fr": "French", "ro": "Romanian", "es": "Spanish", "it": "Italian",
+    "nl": "Dutch", "pt": "Portuguese", "cs": "Czech", "ru": "Russian", "zh": "Chinese", "ja": "Japanese",
+    "pl": "Polish", "tr": "Turkish", "fi": "Finnish", "sv": "Swedish", "da": "Danish", "et": "Estonian",
+}
+
+
+class TranslationOptions(TaskOptions):
+    source_lang: str = Field("en", min_length=1, description="source language code (file suffix, column)")
+    target_lang: str = Field("de", min_length=1, description="target language code (file suffix, column)")
+    source_field: str = Field("source", description="source column of JSONL/CSV/TSV/datasets input")
+    target_field: str = Field("target", description="target column of JSONL/CSV/TSV/datasets input")
+    prefix: str | None = Field(
+        None, description="text put before every source; default: 'translate English to German: ' for T5, "
+        "nothing for other families")
+    separator: str = Field(
+        " =>", min_length=1,
+        description="decoder-only models: the prompt is source + separator, the translation follows")
+    source_lang_code: str | None = Field(None, description="tokenizer language code (mBART en_XX, NLLB eng_Latn)")
+    target_lang_code: str | None = Field(None, description="tokenizer language code (mBART de_DE, NLLB deu_Latn)")
+    num_beams: int = Field(4, ge=1, description="beam size for generation (1 = greedy)")
+    max_new_tokens: int = Field(64, ge=1, description="longest translation generated, in sub-tokens")
+    max_target_length: int = Field(128, ge=2, description="training targets are cut to this many sub-tokens")
+    select_by: Literal["chrf", "bleu"] = Field(
+        "chrf", description="dev metric that picks the best checkpoint; chrF is graded per character, so it "
+        "still ranks checkpoints while BLEU is 0 on all of them (early training, small dev sets)")
+    bleu_tokenize: Literal["13a", "intl", "zh", "char", "none", "ja-mecab", "ko-mecab", "flores101",
+                           "flores200"] = Field("13a", description="sacreBLEU tokenizer for BLEU")
+
+
+def language_name(code: str) -> str:
+    return LANGUAGE_NAMES.get(code.lower(), code)
+
+
+def one_line(text: str) -> str:
+    """A hypothesis as one line (whitespace runs collapsed), so a predictions file stays line-aligned."""
+    return " ".join(text.split())
+
+
+def _split_lines(path: Path, encoding: str) -> list[str]:
+    """Lines split on "\\n" only (``str.splitlines`` would also split on U+2028, U+0085, ...,
+    breaking line alignment); a final newline does not start another line."""
+    text = read_text(path, encoding)
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _lang_code(tokenizer, lang: str, explicit: str | None) -> str | None:
+    """The tokenizer's code for ``lang`` (mBART ``en_XX``, M2M ``en``/``__en__``), or None."""
+    known = set(getattr(tokenizer, "lang_code_to_id", None) or {})
+    known |= {str(t) for t in (getattr(tokenizer, "additional_special_tokens", None) or [])}
+    known |= {str(t) for t in getattr(tokenizer, "added_tokens_encoder", {})}
+    if explicit:
+        return explicit
+    for code in sorted(known):
+        if code == lang or code == f"__{lang}__" or code.startswith(f"{lang}_"):
+            return code
+    return None
+
+
+class TranslationTask(Task):
+    name = "translation"
+    pipeline_task = "translation"
+    auto_class = "AutoModelForSeq2SeqLM"  # the per-model class is recorded in ftkit.json (export_info)
+    best_metric = "chrf"  # the default of options.select_by; set per instance in __init__
+    generates = True
+    Options = TranslationOptions
+
+    def __init__(self, options: TranslationOptions | None = None) -> None:
+        super().__init__(options)
+        self.best_metric = self.options.select_by
+
+    # ---- prompt format ----------------------------------------------------
+    @property
+    def decoder_only(self) -> bool:
+        return self.family == "gpt"
+
+    def effective_prefix(self) -> str:
+        o = self.options
+        if o.prefix is not None:
+            return o.prefix
+        if self.family == "t5":
+            return f"translate {language_name(o.source_lang)} to {language_name(o.target_lang)}: "
+        return ""
+
+    def _set_languages(self, tokenizer) -> tuple[str | None, str | None]:
+        """Set ``src_lang``/``tgt_lang`` on tokenizers that have language codes; return the codes."""
+        if not hasattr(tokenizer, "src_lang"):
+            return None, None
+        o = self.options
+        src = _lang_code(tokenizer, o.source_lang, o.source_lang_code)
+        tgt = _lang_code(tokenizer, o.target_lang, o.target_lang_code)
+        if src is None or tgt is None:
+            missing = "source" if src is None else "target"
+            raise FtkitError(
+                f"the tokenizer uses language codes, but none matches {missing} language "
+                f"'{getattr(o, missing + '_lang')}'",
+                hint=f"set task_options.{missing}_lang_code (e.g. de_DE for mBART, deu_Latn for NLLB)",
+            )
+        tokenizer.src_lang = src
+        if hasattr(tokenizer, "tgt_lang"):
+            tokenizer.tgt_lang = tgt
+        return src, tgt
+
+    # ---- data -------------------------------------------------------------
+    def _parallel_paths(self, path: str) -> tuple[Path, Path] | None:
+        src, tgt = self.options.source_lang, self.options.target_lang
+        a, b = Path(f"{path}.{src}"), Path(f"{path}.{tgt}")
+        if a.is_file() or b.is_file():
+            return a, b
+        p = Path(path)
+        if p.is_file() and p.suffix == f".{src}":
+            return p, p.with_suffix(f".{tgt}")
+        if p.is_file() and p.suffix == f".{tgt}":
+            return p.with_suffix(f".{src}"), p
+        return None
+
+    def _read_parallel(self, a: Path, b: Path, encoding: str) -> list[dict[str, Any]]:
+        src, tgt = _split_lines(a, encoding), _split_lines(b, encoding)
+        if len(src) != len(tgt):
+            longer = a if len(src) > len(tgt) else b
+            raise FtkitError(
+                f"line-count mismatch: {a.name} has {len(src)} lines, {b.name} has {len(tgt)}",
+                file=longer, line=min(len(src), len(tgt)) + 1,
+                hint="parallel files must be line-aligned: line i of one translates line i of the other",
+            )
+        if not src:
+            raise FtkitError("no sentence pairs found (empty file)", file=a)
+        for i, (s, t) in enumerate(zip(src, tgt), 1):
+            if not s.strip():
+                raise FtkitError("empty source line", file=a, line=i)
+            if not t.strip():
+                raise FtkitError("empty target line", file=b, line=i)
+        return [{"source": s, "target": t, "where": f"{a}:{i}"} for i, (s, t) in enumerate(zip(src, tgt), 1)]
+
+    def _read_records(self, path: str, split: str, fmt: str, encoding: str) -> list[dict[str, Any]]:
+        o = self.options
+        src, tgt = o.source_lang, o.target_lang
+        rows = []
+        for rec in iter_records(path, fmt, split, encoding):
+            d = rec.data
+            tr = d.get("translation")
+            if isinstance(tr, dict):
+                missing = [lang for lang in (src, tgt) if lang not in tr]
+                if missing:
+                    raise rec.error(
+                        f"'translation' has no '{missing[0]}' (has: {', '.join(map(str, tr)) or 'nothing'})",
+                        hint="set task_options.source_lang / target_lang",
+                    )
+                pair = (tr[src], tr[tgt])
+            elif o.source_field in d and o.target_field in d:
+                pair = (d[o.source_field], d[o.target_field])
+            elif src in d and tgt in d:
+                pair = (d[src], d[tgt])
+            else:
+                want = o.source_field if o.source_field not in d else o.target_field
+                raise rec.error(
+                    f"missing column '{want}' (record has: {', '.join(map(str, d)) or 'nothing'})",
+                    hint=f"use columns {o.source_field}/{o.target_field} or {src}/{tgt}, a "
+                         f"'translation: {{{src}: ..., {tgt}: ...}}' field, or set task_options.source_field "
+                         "/ target_field",
+                )
+            for side, value in zip(("source", "target"), pair):
+                if not isinstance(value, str):
+                    raise rec.error(f"{side} text must be a string, got {type(value).__name__}")
+                if not value.strip():
+                    raise rec.error(f"empty {side} text")
+            where = f"{rec.source}:{rec.line}" if rec.line is not None else f"{rec.source}: record {rec.index}"
+            rows.append({"source": pair[0], "target": pair[1], "where": where})
+        if not rows:
+            raise FtkitError("no sentence pairs found", file=path)
+        return rows
+
+    def read(self, path: str, split: str, fmt: str = "auto", encoding: str = "utf-8"):
+        from datasets import Dataset
+
+        path = resolve_packaged(path)
+        parallel = self._parallel_paths(path) if fmt == "auto" else None
+        if parallel:
+            rows = self._read_parallel(*parallel, encoding)
+        else:
+            o = self.options
+            p = Path(path)
+            # neither a file nor PREFIX.src/PREFIX.tgt; "org/name" (no such local folder) may be a hub dataset
+            if not p.exists() and (p.suffix or path.startswith((".", "/", "~")) or path.count("/") > 1
+                                   or ("/" in path and p.parent.is_dir())):
+                raise FtkitError(
+                    f"file not found (nor parallel files {p.name}.{o.source_lang} + {p.name}.{o.target_lang})",
+                    file=path,
+                )
+            fmt = detect_format(path, fmt, default_text="text")
+            if fmt in ("text", "conll"):
+                raise FtkitError(
+                    "not a translation file: expected parallel files PREFIX."
+                    f"{o.source_lang} + PREFIX.{o.target_lang}, or JSONL/CSV/TSV with source and target columns",
+                    file=path,
+                )
+            rows = self._read_records(path, split, fmt, encoding)
+        return Dataset.from_list(rows)
+
+    def labels(self, train) -> list[str]:
+        return []
+
+    def example_text(self, example: dict[str, Any]) -> str:
+        return f"{example['source']}\t{example.get('target', '')}"
+
+    def data_summary(self, examples, split: str = "") -> dict[str, Any]:
+        src_words = [len(s.split()) for s in examples["source"]]
+        tgt_words = [len(t.split()) for t in examples["target"]]
+        return {
+            "pairs": len(examples),
+            "source_words": sum(src_words),
+            "target_words": sum(tgt_words),
+            "longest_source_words": max(src_words, default=0),
+        }
+
+    # ---- model ------------------------------------------------------------
+    def build_model(self, info, labels: list[str], tokenizer):
+        from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, EncoderDecoderModel
+
+        self.family = info.family
+        o = self.options
+        if info.family == "gpt":
+            if tokenizer.eos_token_id is None:
+                raise FtkitError(
+                    f"causal-LM checkpoint '{info.name}' has no EOS token: a generated translation could "
+                    "not end", hint="use a checkpoint whose tokenizer defines eos_token",
+                )
+            model = AutoModelForCausalLM.from_pretrained(info.path, **info.load_kwargs)
+            gen = {"eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
+        elif info.family == "encoder":
+            start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+            end = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+            if start is None or end is None:
+                raise FtkitError(
+                    f"encoder checkpoint '{info.name}' has no [CLS]/[SEP] (or BOS/EOS) token to start and end "
+                    "the decoder of a BERT2BERT model")
+            model = EncoderDecoderModel.from_encoder_decoder_pretrained(
+                info.path, info.path, encoder_use_safetensors=not info.allow_pickle or None,
+                decoder_use_safetensors=not info.allow_pickle or None)
+            model.config.decoder_start_token_id = start
+            model.config.eos_token_id = end
+            model.config.pad_token_id = tokenizer.pad_token_id
+            model.config.vocab_size = model.config.decoder.vocab_size
+            gen = {"decoder_start_token_id": start, "bos_token_id": start, "eos_token_id": end,
+                   "pad_token_id": tokenizer.pad_token_id}
+        else:
+            model = AutoModelForSeq2SeqLM.from_pretrained(info.path, **info.load_kwargs)
+            gen = {}
+            _, tgt_code = self._set_languages(tokenizer)
+            if tgt_code is not None:
+                lang_ids = getattr(tokenizer, "lang_code_to_id", None) or {}
+                gen["forced_bos_token_id"] = lang_ids.get(tgt_code, tokenizer.convert_tokens_to_ids(tgt_code))
+            elif (model.generation_config.forced_bos_token_id is None and tokenizer.bos_token_id is not None
+                  and tokenizer(text_target="x")["input_ids"][:1] == [tokenizer.bos_token_id]):
+                # BART-style targets are "<s> ... </s>": generation starts the same way (as bart-base's
+                # own config does); an early model would otherwise often end right at the start
+                gen["forced_bos_token_id"] = tokenizer.bos_token_id
+        gc = model.generation_config
+        for k, v in {**gen, "num_beams": o.num_beams, "max_new_tokens": o.max_new_tokens}.items():
+            setattr(gc, k, v)
+        gc.max_length = None  # max_new_tokens rules
+        gc._from_model_config = False  # our settings, not defaults to re-derive from config.json
+        if o.num_beams == 1:
+            gc.early_stopping = False
+            gc.length_penalty = 1.0
+        return model
+
+    # ---- features ---------------------------------------------------------
+    def encode(self, examples, tokenizer, labels: list[str], max_length: int, train: bool):
+        if self.family is None:
+            raise RuntimeError("TranslationTask.encode needs task.family (set by the engine)")
+        o = self.options
+        has_target = "target" in examples.column_names
+        prefix = self.effective_prefix()
+        self._set_languages(tokenizer)
+        truncated = {"source": 0, "target": 0}
+
+        if self.decoder_only:
+            eos = tokenizer.eos_token_id
+            sep_ids = tokenizer(o.separator, add_special_tokens=False)["input_ids"]
+            # prompts leave room in the window for the translation, but keep at least half of it
+            prompt_budget = max(max_length - min(o.max_new_tokens, max_length // 2), len(sep_ids) + 1)
+
+            def encode_batch(batch, indices):
+                out: dict[str, list] = {k: [] for k in ("input_ids", "attention_mask", "prompt_ids", "example_id",
+                                                        "length")}
+                if has_target:
+                    out["labels"] = []
+                prompts = tokenizer([prefix + s + o.separator for s in batch["source"]],
+                                    add_special_tokens=False)["input_ids"]
+                targets = (tokenizer(batch["target"], add_special_tokens=False)["input_ids"]
+                           if has_target else [None] * len(prompts))
+                for i, (p, t) in enumerate(zip(prompts, targets)):
+                    if len(p) > prompt_budget:
+                        truncated["source"] += 1
+                        src_ids = tokenizer(prefix + batch["source"][i], add_special_tokens=False)["input_ids"]
+                        p = src_ids[:prompt_budget - len(sep_ids)] + sep_ids
+                    ids = list(p)
+                    if t is not None:
+                        room = min(max_length - len(p), o.max_target_length)
+                        t = list(t) + [eos]
+                        if len(t) > room:
+                            truncated["target"] += 1
+                            t = t[:room]
+                        ids = ids + t
+                        out["labels"].append([-100] * len(p) + t)
+                    out["input_ids"].append(ids)
+                    out["attention_mask"].append([1] * len(ids))
+                    out["prompt_ids"].append(list(p))
+                    out["example_id"].append(indices[i])
+                    out["length"].append(len(ids))
+                return out
+        else:
+            bert2bert = self.family == "encoder"
+            end = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+
+            def encode_batch(batch, indices):
+                sources = [prefix + s for s in batch["source"]]
+                full = tokenizer(sources, return_token_type_ids=False)["input_ids"]
+                truncated["source"] += sum(len(x) > max_length for x in full)
+                enc = tokenizer(sources, truncation=True, max_length=max_length, return_token_type_ids=False)
+                out = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                       "example_id": list(indices), "length": [len(x) for x in enc["input_ids"]]}
+                if has_target:
+                    if bert2bert:
+                        # the decoder starts from [CLS] (decoder_start_token_id): labels are text + [SEP]
+                        ids = tokenizer(batch["target"], add_special_tokens=False)["input_ids"]
+                        lab = [x[:o.max_target_length - 1] + [end] for x in ids]
+                        truncated["target"] += sum(len(x) > o.max_target_length - 1 for x in ids)
+                    else:
+                        ids = tokenizer(text_target=batch["target"])["input_ids"]
+                        truncated["target"] += sum(len(x) > o.max_target_length for x in ids)
+                        lab = tokenizer(text_target=batch["target"], truncation=True,
+                                        max_length=o.max_target_length)["input_ids"]
+                    out["labels"] = lab
+                return out
+
+        features = examples.map(encode_batch, batched=True, with_indices=True,
+                                remove_columns=examples.column_names, desc="Tokenizing")
+        if any(truncated.values()):
+            from ftkit.engine import log
+
+            log(f"  translation: {truncated['source']} sources cut to the {max_length}-token window, "
+                f"{truncated['target']} targets cut (max_target_length {o.max_target_length})")
+        return features
+
+    def collator(self, tokenizer):
+        from transformers import DataCollatorForSeq2Seq
+
+        # pads input_ids with the pad token and labels with -100 (ignored by the loss)
+        base = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, padding=True)
+        keep = ("input_ids", "attention_mask", "labels")
+
+        def collate(features):
+            return base([{k: v for k, v in f.items() if k in keep} for f in features])
+
+        return collate
+
+    # ---- generation -------------------------------------------------------
+    def generate(self, model, tokenizer, features, batch_size: int) -> list[str]:
+        from ftkit.generation import generate_ids
+
+        o = self.options
+        column = "prompt_ids" if "prompt_ids" in features.column_names else "input_ids"
+        gc = model.generation_config
+        eos = gc.eos_token_id if gc.eos_token_id is not None else tokenizer.eos_token_id
+        pad = gc.pad_token_id if gc.pad_token_id is not None else tokenizer.pad_token_id
+        ids = generate_ids(model, list(features[column]), pad_token_id=pad, eos_token_id=eos,
+                           batch_size=batch_size, num_beams=o.num_beams, max_new_tokens=o.max_new_tokens)
+        return [one_line(t) for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+    # ---- outputs ----------------------------------------------------------
+    def decode(self, examples, features, outputs, labels: list[str]) -> list[str]:
+        preds = [""] * len(examples)
+        for text, ex_id in zip(outputs, features["example_id"]):
+            preds[ex_id] = text
+        return preds
+
+    def score(self, examples, predictions: list[str], labels: list[str]) -> dict[str, Any]:
+        from sacrebleu.metrics import BLEU, CHRF
+
+        refs = list(examples["target"])
+        bleu, chrf = BLEU(tokenize=self.options.bleu_tokenize), CHRF()
+        b = bleu.corpus_score(predictions, [refs])
+        c = chrf.corpus_score(predictions, [refs])
+        return {
+            "bleu": float(b.score),
+            "chrf": float(c.score),
+            "bleu_signature": str(bleu.get_signature()),
+            "chrf_signature": str(chrf.get_signature()),
+            "brevity_penalty": float(b.bp),
+            "hyp_length": int(b.sys_len),
+            "ref_length": int(b.ref_len),
+            "examples": len(refs),
+        }
+
+    def format_table(self, m: dict[str, Any]) -> str:
+        return "\n".join([
+            f"BLEU {m['bleu']:6.2f}   {m['bleu_signature']}",
+            f"chrF {m['chrf']:6.2f}   {m['chrf_signature']}",
+            f"brevity penalty {m['brevity_penalty']:.3f} (hyp {m['hyp_length']} / ref {m['ref_length']} tokens) "
+            f"over {m['examples']} sentences",
+        ])
+
+    def write_outputs(self, run_dir, split: str, examples, predictions: list[str]) -> None:
+        """``predictions_<split>.txt``: one hypothesis per line, in input order, for any scorer."""
+        path = Path(run_dir) / f"predictions_{split}.txt"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(one_line(p) + "\n" for p in predictions), encoding="utf-8")
+        tmp.replace(path)
+
+    # ---- saved model ------------------------------------------------------
+    def export_info(self, model, tokenizer) -> dict[str, Any]:
+        o = self.options
+        if self.family == "gpt":
+            auto, pipe = "AutoModelForCausalLM", "text-generation"
+        elif self.family == "encoder":
+            auto, pipe = "EncoderDecoderModel", "translation"
+        else:
+            auto, pipe = "AutoModelForSeq2SeqLM", "translation"
+        src_code, tgt_code = (None, None)
+        if hasattr(tokenizer, "src_lang") and self.family not in ("gpt", "encoder"):
+            src_code, tgt_code = self._set_languages(tokenizer)
+        return {
+            "auto_class": auto,
+            "pipeline_task": pipe,
+            "prompt": {
+                "source_lang": o.source_lang, "target_lang": o.target_lang,
+                "prefix": self.effective_prefix(),
+                "separator": o.separator if self.decoder_only else None,
+                "source_lang_code": src_code, "target_lang_code": tgt_code,
+            },
+            "generation": {"num_beams": o.num_beams, "max_new_tokens": o.max_new_tokens},
+        }
+
+    def card_usage(self, model_meta: dict[str, Any]) -> list[str]:
+        auto = model_meta.get("auto_class", self.auto_class)
+        prompt = model_meta.get("prompt") or {}
+        prefix, sep = prompt.get("prefix", ""), prompt.get("separator")
+        gen = model_meta.get("generation") or {}
+        example = "A man is riding a bicycle."
+        lines = [
+            f"Prompt format: prefix {prefix!r}"
+            + (f", separator {sep!r} (the prompt is prefix + source + separator; the translation follows "
+               "and ends with EOS)" if sep else " before each source sentence") + ".",
+            f"`generation_config.json` sets num_beams={gen.get('num_beams')} and "
+            f"max_new_tokens={gen.get('max_new_tokens')}.",
+            "",
+            "```python",
+            f"from transformers import AutoTokenizer, {auto}",
+            "tok = AutoTokenizer.from_pretrained(\"PATH/TO/THIS/FOLDER\")",
+            f"model = {auto}.from_pretrained(\"PATH/TO/THIS/FOLDER\")",
+        ]
+        if sep:
+            lines += [
+                "tok.padding_side = \"left\"  # batched prompts end at the right edge",
+                f"batch = tok([{prefix + example + sep!r}], return_tensors=\"pt\", padding=True)",
+                "out = model.generate(**batch)",
+                "print(tok.batch_decode(out[:, batch[\"input_ids\"].shape[1]:], skip_special_tokens=True))",
+            ]
+        else:
+            lines += [
+                f"batch = tok([{prefix + example!r}], return_tensors=\"pt\", padding=True)",
+                "out = model.generate(**batch)",
+                "print(tok.batch_decode(out, skip_special_tokens=True))",
+            ]
+        lines.append("```")
+        return lines
+
+    # ---- predict ----------------------------------------------------------
+    def predict_examples(self, records: list[dict[str, Any]]):
+        """Records are ``{"source": ...}`` (JSONL) or ``{"text": ...}`` (a plain text line)."""
+        from datasets import Dataset
+
+        rows = []
+        for i, r in enumerate(records, 1):
+            src = r.get("source", r.get("text"))
+            if not isinstance(src, str) or not src.strip():
+                raise FtkitError(f"input record {i} has no 'source' text",
+                                 hint='give plain text lines or JSONL {"source": "..."}')
+            rows.append({"source": src})
+        return Dataset.from_list(rows) if rows else Dataset.from_dict({"source": []})
+
+    def format_prediction(self, example: dict[str, Any], prediction: str) -> dict[str, Any]:
+        return {"source": example["source"], "translation": prediction}
