@@ -16,7 +16,8 @@ import typer
 
 app = typer.Typer(
     name="ftkit",
-    help="Fine-tune pretrained Hugging Face checkpoints: NER and text classification (more tasks coming) on encoder, T5 and GPT models.",
+    help="Fine-tune pretrained Hugging Face checkpoints (encoder, T5 and GPT families) for NER, text classification, "
+    "relation extraction, extractive QA and translation.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -72,7 +73,7 @@ def _quiet_libraries(debug: bool) -> None:
 @app.command()
 @_handled
 def finetune(
-    task: Optional[str] = typer.Option(None, "--task", "-t", help="ner | classification"),
+    task: Optional[str] = typer.Option(None, "--task", "-t", help="ner | classification | relation | qa | translation"),
     recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Built-in recipe name or a YAML file."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Alias (minilm), HF hub name or local folder."),
     train: Optional[str] = typer.Option(None, "--train", help="Training data file or folder."),
