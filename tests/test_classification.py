@@ -31,15 +31,6 @@ KEYWORDS = {"pos": ["great", "wonderful", "brilliant"], "neg": ["terrible", "bor
 FILLER = ["the", "film", "story", "was", "and", "it", "really", "a", "plot", "in", "Paris", "with", "actors"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models run faster on one thread; on a busy 2-core machine, several times faster."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_rows(n, seed, labels=("pos", "neg", "mid"), fill=2):

@@ -17,15 +17,6 @@ from ftkit.tasks.relation import (RelationTask, fit_window, micro_scores, offici
 SEMEVAL = REPO / "src" / "ftkit" / "samples" / "semeval2010"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models are ~100x slower with two OpenMP threads on a busy 2-core machine.
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def semeval(*records: tuple[str, str, str | None]) -> str:
