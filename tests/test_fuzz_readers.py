@@ -34,7 +34,8 @@ VALID.update({
     "qa-jsonl": '{"id": "a", "question": "Who?", "context": "Bob ran.", "answers": {"text": ["Bob"], "answer_start": [0]}}\n',
     "parallel": "a dog runs\nthe cat sleeps\n",
     "sst2-lines": "1 a good film\n0 a bad film\n1 fine\n0 dull\n",
-    "cls-jsonl": '{"text": "good", "label": "pos"}\n{"text": "bad", "label": "neg"}\n',
+    "cls-jsonl": '{"text": "good", "label": "pos"}\n{"text": "bad", "label": "neg"}\n{"text": "fine", "label": "pos"}\n'
+                 '{"text": "dull", "label": "neg"}\n',
 })
 
 
