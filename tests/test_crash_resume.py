@@ -72,3 +72,54 @@ def test_incomplete_checkpoint_is_skipped_with_a_warning(tmp_path, capsys):
     assert last_complete_checkpoint(ck).endswith("checkpoint-10")
     assert "incomplete checkpoint" in capsys.readouterr().err
     assert not (ck / "checkpoint-15").exists()
+
+
+def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(tiny_models, tmp_path):
+    model = tiny_models("bert")
+    train = tmp_path / "train.txt"
+    train.write_text("\n\n".join((SAMPLES / "train.txt").read_text().split("\n\n")[:80]) + "\n")
+    out = tmp_path / "run"
+    args = _args(model, train, out)
+    args[args.index("--epochs") + 1] = "200"  # far longer than the test waits
+    proc = subprocess.Popen(args, env=dict(os.environ, HF_HUB_OFFLINE="1"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    log = out / "train_log.jsonl"
+    deadline = time.time() + 300
+    while (not log.exists() or log.read_text().count("\n") < 10) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-2000:]
+    assert "--resume" in err and str(out) in err
+    assert any((p / "ftkit-complete").exists() for p in (out / "checkpoints").glob("checkpoint-*"))
+    assert not (out / "model").exists()
+
+
+def test_export_interrupted_midway_leaves_nothing(tiny_models, tmp_path, monkeypatch):
+    import shutil
+
+    from ftkit.config import resolve
+    from ftkit.engine import finetune
+    from ftkit.export import export_run
+
+    train = tmp_path / "train.txt"
+    train.write_text("\n\n".join((SAMPLES / "train.txt").read_text().split("\n\n")[:12]) + "\n")
+    cfg = resolve("ner", None, {"model": str(tiny_models("bert")), "data.train": str(train), "data.validation": None,
+                                "training.max_steps": 1}, ["data.validation=null", "data.test=null"])[0]
+    finetune(cfg, tmp_path / "run")
+    copied = []
+    real_copy = shutil.copy2
+
+    def flaky_copy(src, dst, *a, **k):
+        if len(copied) == 2:
+            raise KeyboardInterrupt
+        copied.append(src)
+        return real_copy(src, dst, *a, **k)
+
+    monkeypatch.setattr(shutil, "copy2", flaky_copy)
+    with pytest.raises(KeyboardInterrupt):
+        export_run(tmp_path / "run", tmp_path / "export")
+    assert not (tmp_path / "export").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".export")] == []
+    monkeypatch.setattr(shutil, "copy2", real_copy)
+    assert (export_run(tmp_path / "run", tmp_path / "export") / "model.safetensors").exists()
