@@ -1,11 +1,9 @@
 """The command line: instant help, and bad input as one line, exit 2, nothing left behind."""
 
-import json
 import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from conftest import SAMPLES, write
