@@ -77,3 +77,14 @@ def test_out_of_memory_suggests_smaller_batches(tiny_models, tmp_path, monkeypat
     msg = e.value.one_line()
     assert "batch size 32" in msg and "--batch-size 16 --gradient-accumulation 2" in msg and "--auto-batch-size" in msg
     assert not (tmp_path / "run").exists()
+
+
+def test_validation_fraction_of_a_tiny_file_is_a_clear_error(tmp_path):
+    from ftkit.engine import make_task, read_splits
+
+    train = tmp_path / "one.conll"
+    train.write_text("Paris B-LOC\n")
+    cfg = resolve("ner", None, {"data.train": str(train), "data.validation": None, "data.test": None},
+                  ["data.validation=null", "data.test=null", "data.validation_fraction=0.1"])[0]
+    with pytest.raises(FtkitError, match="leaves an empty split"):
+        read_splits(make_task("ner", {}), cfg)

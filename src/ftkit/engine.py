@@ -67,6 +67,12 @@ def read_splits(task, cfg: RunConfig) -> dict[str, Any]:
     if d.validation:
         splits["validation"] = task.read(d.validation, "validation", d.format, d.encoding)
     elif d.validation_fraction:
+        n = len(splits["train"])
+        if round(n * d.validation_fraction) < 1 or n - round(n * d.validation_fraction) < 1:
+            raise FtkitError(
+                f"data.validation_fraction={d.validation_fraction} of {n} training examples leaves an empty split",
+                file=d.train, hint="use a larger training file, another fraction, or --validation FILE",
+            )
         parts = splits["train"].train_test_split(test_size=d.validation_fraction, seed=cfg.training.seed)
         splits["train"], splits["validation"] = parts["train"], parts["test"]
     if d.test:
