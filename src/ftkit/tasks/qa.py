@@ -90,15 +90,17 @@ def normalize_answer(s: str) -> str:
     return " ".join(s.split())
 
 
-def f1_v1(prediction: str, ground_truth: str) -> float:
-    pred = normalize_answer(prediction).split()
-    gold = normalize_answer(ground_truth).split()
-    common = Counter(pred) & Counter(gold)
-    same = sum(common.values())
+def _token_f1(pred: list[str], gold: list[str]) -> float:
+    """Bag-of-tokens F1, the core shared by the v1.1 and v2.0 official scripts."""
+    same = sum((Counter(pred) & Counter(gold)).values())
     if same == 0:
         return 0.0
     precision, recall = same / len(pred), same / len(gold)
     return 2 * precision * recall / (precision + recall)
+
+
+def f1_v1(prediction: str, ground_truth: str) -> float:
+    return _token_f1(normalize_answer(prediction).split(), normalize_answer(ground_truth).split())
 
 
 def exact_v1(prediction: str, ground_truth: str) -> float:
@@ -110,14 +112,11 @@ def _tokens_v2(s: str) -> list[str]:
 
 
 def f1_v2(gold: str, pred: str) -> float:
+    # v2.0: an empty answer on either side scores 1 only when both are empty
     g, p = _tokens_v2(gold), _tokens_v2(pred)
     if not g or not p:
         return float(g == p)
-    same = sum((Counter(g) & Counter(p)).values())
-    if same == 0:
-        return 0.0
-    precision, recall = same / len(p), same / len(g)
-    return 2 * precision * recall / (precision + recall)
+    return _token_f1(p, g)
 
 
 def exact_v2(gold: str, pred: str) -> float:
