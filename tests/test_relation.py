@@ -418,7 +418,7 @@ CLI_CASES = {
     "missing label line": ({"train.txt": semeval(("1", "<e1>a</e1> <e2>b</e2>", "Other"), ("2", "<e1>c</e1> d", None))},
                            [], "sentence 2 has no label line", "train.txt:5"),
     "broken json": ({"train.jsonl": json.dumps(GOOD) + "\n{oops\n"}, [], "invalid JSON", "train.jsonl:2"),
-    "unknown test label": ({"train.txt": semeval(*[(str(i), "<e1>a</e1> <e2>b</e2>", "Other") for i in range(4)]),
+    "unknown test label": ({"train.txt": semeval(*[(str(i), "<e1>a</e1> <e2>b</e2>", "Other") for i in range(20)]),
                             "test.txt": semeval(("9", "<e1>a</e1> <e2>b</e2>", "Cause-Effect(e1,e2)"))},
                            ["--test", "@test.txt"], "relation label 'Cause-Effect(e1,e2)' never occurs", "test.txt:1"),
 }
