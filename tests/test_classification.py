@@ -306,6 +306,9 @@ def test_family_trains_evaluates_exports_and_predicts(family, tiny_models, tmp_p
     for key in ("accuracy", "f1", "micro_f1", "weighted_f1", "precision", "recall"):
         assert again[key] == pytest.approx(meta["metrics"]["test"][key]) == pytest.approx(written[key])
     assert written["confusion_matrix"]["labels"] == meta["labels"]
+    for split in ("validation", "test"):  # the matrix drawn beside the JSON, by finetune and again by eval
+        png = (run / f"confusion_{split}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
     # an independent recomputation on the exported folder with plain transformers + scikit-learn
     out = tmp_path / "export"

@@ -88,3 +88,19 @@ def test_validation_fraction_of_a_tiny_file_is_a_clear_error(tmp_path):
                   ["data.validation=null", "data.test=null", "data.validation_fraction=0.1"])[0]
     with pytest.raises(FtkitError, match="leaves an empty split"):
         read_splits(make_task("ner", {}), cfg)
+
+
+def test_confusion_png_only_for_square_single_label_matrices(tmp_path):
+    from ftkit.engine import write_eval
+
+    m = {"split": "test", "confusion_matrix": {"labels": ["a", "b", "c"], "matrix": [[3, 1, 0], [0, 2, 0], [1, 0, 5]]}}
+    write_eval(tmp_path, m)
+    assert json.loads((tmp_path / "eval_test.json").read_text()) == m
+    assert (tmp_path / "confusion_test.png").read_bytes()[:4] == b"\x89PNG"
+    # NER/QA/translation metrics and multi-label per-label matrices: JSON only, no picture
+    for other in ({"split": "validation", "f1": 0.5},
+                  {"split": "validation", "confusion_matrix": {"labels": ["a"], "matrices": {"a": [[1, 0], [0, 1]]}}},
+                  {"split": "validation", "confusion_matrix": {"labels": ["a", "b"], "matrix": [[1, 0]]}}):
+        write_eval(tmp_path, other)
+        assert not (tmp_path / "confusion_validation.png").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["confusion_test.png", "eval_test.json", "eval_validation.json"]

@@ -262,8 +262,8 @@ def test_task_score_with_tacred_negative_label():
     # per:title P 1/2 R 1 F1 2/3; org:founded 0 -> official macro 1/3
     assert m["f1"] == pytest.approx(1 / 3)
     assert m["per_label"]["per:title"] == pytest.approx({"precision": 0.5, "recall": 1.0, "f1": 2 / 3, "support": 1})
-    assert m["confusion"]["labels"] == labels
-    assert m["confusion"]["matrix"] == [[1, 0, 1], [1, 0, 0], [0, 0, 1]]
+    assert m["confusion_matrix"]["labels"] == labels
+    assert m["confusion_matrix"]["matrix"] == [[1, 0, 1], [1, 0, 0], [0, 0, 1]]
     assert "per:title" in task.format_table(m)
 
 

@@ -154,15 +154,15 @@ def eval_(
     allow_pickle: bool = PickleOpt,
     debug: bool = DebugOpt,
 ) -> None:
-    """Score the run's best model on a held-out split; writes RUN_DIR/eval_<split>.json."""
-    from ftkit.engine import evaluate_run, task_of, write_json
+    """Score the run's best model on a held-out split; writes RUN_DIR/eval_<split>.json (and confusion_<split>.png for classification tasks)."""
+    from ftkit.engine import evaluate_run, task_of, write_eval
     from ftkit.errors import FtkitError
 
     if split not in ("test", "validation"):
         raise FtkitError(f"--split must be test or validation, got '{split}'")
     metrics = evaluate_run(run_dir, split, data, batch_size, device, allow_pickle=allow_pickle)
     if (run_dir / "run.json").exists():
-        write_json(run_dir / f"eval_{split}.json", metrics)
+        write_eval(run_dir, metrics)
     if as_json:
         typer.echo(json.dumps(metrics))
     else:

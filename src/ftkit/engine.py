@@ -561,7 +561,7 @@ def _train(cfg, task, info, tokenizer, model, max_length, labels, splits, featur
             preds = task.decode(splits[name], features[name], outputs, labels)
             scores = task.score(splits[name], preds, labels)
             task.write_outputs(run_dir, name, splits[name], preds)
-            write_json(run_dir / f"eval_{name}.json", {"split": name, "data": getattr(cfg.data, name), **scores})
+            write_eval(run_dir, {"split": name, "data": getattr(cfg.data, name), **scores})
             metrics[name] = scores
     meta = {
         "ftkit_version": __version__, "task": task.name, "base_model": cfg.model, "base_model_path": info.path,
@@ -590,6 +590,15 @@ def save_model(trainer, tokenizer, task, info, labels, max_length, cfg, out: Pat
     })
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
+
+
+def write_eval(run_dir: Path, metrics: dict[str, Any]) -> None:
+    """eval_<split>.json, plus confusion_<split>.png when the task reports a single-label confusion matrix."""
+    from ftkit.plot import plot_confusion
+
+    split = metrics["split"]
+    write_json(run_dir / f"eval_{split}.json", metrics)
+    plot_confusion(metrics, run_dir / f"confusion_{split}.png", f"confusion matrix, {split} split")
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -37,3 +37,42 @@ def plot_training(log_path: Path, out: Path, metric: str = "f1") -> bool:
     plt.close(fig)
     tmp.replace(out)
     return True
+
+
+def plot_confusion(metrics: dict, out: Path, title: str = "") -> bool:
+    """Draw ``metrics["confusion_matrix"]`` (rows: true, columns: predicted) as a PNG; counts in the cells,
+    colour by the row-normalised rate so rare classes stay readable. Returns False when there is no
+    single-label matrix to draw (NER, QA, translation, multi-label)."""
+    cm = metrics.get("confusion_matrix")
+    if not isinstance(cm, dict) or "matrix" not in cm:
+        return False
+    labels, matrix = list(cm["labels"]), cm["matrix"]
+    n = len(labels)
+    if n == 0 or len(matrix) != n or any(len(row) != n for row in matrix):
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = [[c / max(1, sum(row)) for c in row] for row in matrix]
+    size = min(16.0, 2.5 + 0.55 * n)
+    fig, ax = plt.subplots(figsize=(size, size * 0.9), dpi=100)
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), labels, rotation=60 if n > 4 else 0, ha="right" if n > 4 else "center",
+                  fontsize=8 if n > 10 else 10)
+    ax.set_yticks(range(n), labels, fontsize=8 if n > 10 else 10)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(n):
+        for j in range(n):
+            if matrix[i][j]:
+                ax.text(j, i, str(matrix[i][j]), ha="center", va="center", fontsize=7 if n > 10 else 10,
+                        color="white" if rates[i][j] > 0.5 else "black")
+    ax.set_title(title or "confusion matrix")
+    fig.tight_layout()
+    tmp = out.with_name(out.stem + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(out)
+    return True

@@ -568,7 +568,7 @@ class RelationTask(Task):
             "negative_label": neg,
             "per_type": official["per_type"],
             "per_label": per_label,
-            "confusion": {"labels": names, "matrix": matrix.tolist()},
+            "confusion_matrix": {"labels": names, "rows": "true", "columns": "predicted", "matrix": matrix.tolist()},
         }
 
     def format_table(self, m: dict[str, Any]) -> str:
