@@ -61,6 +61,15 @@ def test_overwrite_replaces_and_cache_is_reused(tiny_models, tmp_path, monkeypat
     finetune(cfg, run, overwrite=True)
     assert calls == [], "features of unchanged data come from the cache"
     assert (run / "model" / "model.safetensors").exists()
+    # an edited task module (a development install) re-encodes instead of reusing stale features
+    monkeypatch.setenv("FTKIT_NO_CACHE", "1")
+    finetune(cfg, run, overwrite=True)
+    uncached, calls[:] = len(calls), []
+    assert uncached > 0
+    monkeypatch.delenv("FTKIT_NO_CACHE")
+    monkeypatch.setattr(engine, "_code_fingerprint", lambda cls: "edited")
+    finetune(cfg, run, overwrite=True)
+    assert len(calls) == uncached, "every encoding happened again, as without a cache"
 
 
 def test_out_of_memory_suggests_smaller_batches(tiny_models, tmp_path, monkeypatch):

@@ -249,6 +249,28 @@ def test_causal_lm_without_eos_is_refused(tiny, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_decoder_prompts_start_with_bos_only_when_the_tokenizer_adds_one(tiny, tmp_path):
+    """Llama-style tokenizers put BOS before every text; GPT-2 has one but does not add it. Training prompts
+    must match what `tok(prompt)` in the model card (and any plain-transformers user) produces."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from ftkit.tasks.translation import prompt_bos
+
+    plain = AutoTokenizer.from_pretrained(tiny("gpt2"))
+    llama_like = AutoTokenizer.from_pretrained(tiny("gpt2"), add_bos_token=True)
+    assert prompt_bos(plain) == [] and prompt_bos(llama_like) == [llama_like.bos_token_id]
+    examples = Dataset.from_list([{"source": "A man.", "target": "Ein Mann."}])
+    for tok in (plain, llama_like):
+        t = task()
+        t.family = "gpt"
+        f = t.encode(examples, tok, [], 64, train=True)[0]
+        prompt = tok("A man." + t.options.separator)["input_ids"]  # the card's way: default special tokens
+        assert f["prompt_ids"] == prompt and f["input_ids"][:len(prompt)] == prompt
+        assert f["labels"][:len(prompt)] == [-100] * len(prompt)
+        assert f["input_ids"][len(prompt):] == tok("Ein Mann.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+
+
 # ---------------------------------------------------------------------------
 # every family end to end
 

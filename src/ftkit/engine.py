@@ -94,12 +94,23 @@ def _tokenizer_fingerprint(tokenizer) -> str:
     return h.hexdigest()[:16]
 
 
+def _code_fingerprint(cls) -> str:
+    """The task module's source: an edited encoder (a development install) never reuses stale features."""
+    import inspect
+
+    try:
+        return hashlib.sha256(Path(inspect.getfile(cls)).read_bytes()).hexdigest()[:16]
+    except (OSError, TypeError):
+        return ""
+
+
 def encode_cached(task, examples, tokenizer, labels, max_length: int, train: bool):
     """``task.encode`` with an on-disk cache keyed by data, tokenizer and options."""
     from datasets import load_from_disk
 
     key = json.dumps(
-        [__version__, task.name, task.options.model_dump(mode="json"), task.family, examples._fingerprint,
+        [__version__, _code_fingerprint(type(task)), task.name, task.options.model_dump(mode="json"), task.family,
+         examples._fingerprint,
          _tokenizer_fingerprint(tokenizer), labels, max_length, train],
         sort_keys=True,
     )

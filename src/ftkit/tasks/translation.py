@@ -319,8 +319,10 @@ class TranslationTask(Task):
         if self.decoder_only:
             eos = tokenizer.eos_token_id
             sep_ids = tokenizer(o.separator, add_special_tokens=False)["input_ids"]
+            # Decoders trained with a BOS (Llama, Mistral, Gemma) get it, as `tok(prompt)` in the card adds it
+            bos = prompt_bos(tokenizer)
             # prompts leave room in the window for the translation, but keep at least half of it
-            prompt_budget = max(max_length - min(o.max_new_tokens, max_length // 2), len(sep_ids) + 1)
+            prompt_budget = max(max_length - min(o.max_new_tokens, max_length // 2), len(bos) + len(sep_ids) + 1)
 
             def encode_batch(batch, indices):
                 out: dict[str, list] = {k: [] for k in ("input_ids", "attention_mask", "prompt_ids", "example_id",
@@ -332,10 +334,11 @@ class TranslationTask(Task):
                 targets = (tokenizer(batch["target"], add_special_tokens=False)["input_ids"]
                            if has_target else [None] * len(prompts))
                 for i, (p, t) in enumerate(zip(prompts, targets)):
-                    if len(p) > prompt_budget:
+                    if len(bos) + len(p) > prompt_budget:
                         truncated["source"] += 1
                         src_ids = tokenizer(prefix + batch["source"][i], add_special_tokens=False)["input_ids"]
-                        p = src_ids[:prompt_budget - len(sep_ids)] + sep_ids
+                        p = src_ids[:prompt_budget - len(sep_ids) - len(bos)] + sep_ids
+                    p = bos + list(p)
                     ids = list(p)
                     if t is not None:
                         room = min(max_length - len(p), o.max_target_length)
@@ -524,3 +527,14 @@ class TranslationTask(Task):
 
     def format_prediction(self, example: dict[str, Any], prediction: str) -> dict[str, Any]:
         return {"source": example["source"], "translation": prediction}
+
+
+def prompt_bos(tokenizer) -> list[int]:
+    """``[bos_token_id]`` when the tokenizer itself starts every text with BOS (Llama-style), else ``[]``
+    (GPT-2: it has a BOS token but does not add it)."""
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        return []
+    full = tokenizer("a")["input_ids"]
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    return [bos] if full[:1] == [bos] and plain[:1] != [bos] else []
