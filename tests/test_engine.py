@@ -113,3 +113,29 @@ def test_confusion_png_only_for_square_single_label_matrices(tmp_path):
         write_eval(tmp_path, other)
         assert not (tmp_path / "confusion_validation.png").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["confusion_test.png", "eval_test.json", "eval_validation.json"]
+
+
+def test_length_grouped_batches_come_in_random_order():
+    """Padding-saving batches of similar length, the longest first, then the rest shuffled: not the
+    long-to-short sweep transformers' LengthGroupedSampler makes within every 50 batches."""
+    import random
+
+    from ftkit.engine import _trainer_class
+
+    rng = random.Random(0)
+    lengths = [rng.randint(3, 60) for _ in range(1000)]
+    sampler = _trainer_class().Sampler(len(lengths), 8, seed=7, lengths=lengths)
+    order = list(sampler)
+    assert sorted(order) == list(range(1000))
+    assert order == list(sampler), "one epoch's order depends on seed and epoch alone"
+    batches = [order[i:i + 8] for i in range(0, 1000, 8)]
+    assert max(lengths[i] for i in batches[0]) == max(lengths)
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+    assert spread < 5, "batches hold similar lengths"
+    means = [sum(lengths[i] for i in b) / len(b) for b in batches[1:51]]
+    falls = sum(a > b for a, b in zip(means, means[1:]))
+    assert 15 < falls < 35, "batch lengths neither sorted nor reverse-sorted within 50 steps"
+    sampler.set_epoch(1)
+    assert list(sampler) != order
+    unsorted = _trainer_class().Sampler(10, 4, seed=7)
+    assert sorted(unsorted) == list(range(10))

@@ -190,7 +190,15 @@ def _trainer_class():
             g = torch.Generator().manual_seed(self.seed + self.epoch)
             if self.lengths is None:
                 return iter(torch.randperm(self.n, generator=g).tolist())
-            return iter(LengthGroupedSampler(self.batch_size, lengths=self.lengths, generator=g))
+            # transformers groups by length within random mega-batches of 50 batches, each sorted longest
+            # first, so every 50 steps the batches run from long to short. Keep its batches (little padding)
+            # and the longest one first (memory errors show at once), but visit the rest in random order.
+            order = list(LengthGroupedSampler(self.batch_size, lengths=self.lengths, generator=g))
+            batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+            if not batches:
+                return iter([])
+            rest = [batches[i + 1] for i in torch.randperm(len(batches) - 1, generator=g).tolist()]
+            return iter([i for b in batches[:1] + rest for i in b])
 
     from transformers.trainer_utils import EvalPrediction
 
@@ -245,6 +253,7 @@ def _trainer_class():
                 out.metrics.update({f"{metric_key_prefix}_{k}": v for k, v in metrics.items()})
             return out
 
+    FtkitTrainer.Sampler = EpochSeededSampler
     return FtkitTrainer
 
 
