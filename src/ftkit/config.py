@@ -52,7 +52,8 @@ class TrainingConfig(_Strict):
     early_stopping_patience: int | None = Field(None, gt=0)
     save_total_limit: int | None = Field(2, gt=0, description="keep at most N checkpoints (the best is kept too)")
     auto_batch_size: bool = Field(False, description="halve the batch size on out-of-memory until it fits")
-    group_by_length: bool = True
+    group_by_length: bool = Field(True, description="batches of similar length (less padding), visited in random "
+                                  "order with the longest first; false: plain random order")
     dataloader_workers: int = Field(0, ge=0)
 
 
