@@ -6,6 +6,17 @@ import json
 from pathlib import Path
 
 
+def _save(fig, out: Path) -> None:
+    """Write the figure atomically (temp file, then rename) and free it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    tmp = out.with_name(out.stem + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(out)
+
+
 def plot_training(log_path: Path, out: Path, metric: str = "f1") -> bool:
     if not log_path.exists():
         return False
@@ -31,11 +42,7 @@ def plot_training(log_path: Path, out: Path, metric: str = "f1") -> bool:
         # fractions (F1) on 0-1; metrics reported in percent (BLEU, chrF) on 0-100
         ax2.set_ylim(0, 100 if max(v for _, v in dev) > 1 else 1)
     ax.set_title("ftkit training")
-    fig.tight_layout()
-    tmp = out.with_name(out.stem + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(out)
+    _save(fig, out)
     return True
 
 
@@ -70,9 +77,5 @@ def plot_confusion(metrics: dict, out: Path, title: str = "") -> bool:
                 ax.text(j, i, str(matrix[i][j]), ha="center", va="center", fontsize=7 if n > 10 else 10,
                         color="white" if rates[i][j] > 0.5 else "black")
     ax.set_title(title or "confusion matrix")
-    fig.tight_layout()
-    tmp = out.with_name(out.stem + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(out)
+    _save(fig, out)
     return True
