@@ -100,6 +100,20 @@ def test_every_format_reads_the_same_examples(tmp_path):
     assert ds["label"][:2] == ["positive", "negative"] and named.labels(ds) == ["negative", "positive"]
 
 
+def test_data_summary_reports_class_imbalance(tmp_path):
+    rows = [{"text": f"t{i}", "label": "pos"} for i in range(10)] + [{"text": f"u{i}", "label": "neg"} for i in range(2)]
+    path = write(tmp_path / "d.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
+    summary = task().data_summary(task().read(str(path), "train"))
+    assert summary == {"examples": 12, "labels": {"neg": 2, "pos": 10},
+                       "imbalance": {"ratio": 5.0, "largest": "pos", "smallest": "neg"}}
+    one = write(tmp_path / "one.jsonl", json.dumps({"text": "x", "label": "pos"}) + "\n")
+    assert "imbalance" not in task().data_summary(task().read(str(one), "test"))  # an eval split may hold one class
+    multi = write(tmp_path / "m.jsonl", "\n".join(json.dumps({"text": f"t{i}", "label": labs}) for i, labs in
+                                                  enumerate([["a", "b"], ["a"], ["a"], ["a"], ["b"], ["a", "c"], ["c"], ["a"]])) + "\n")
+    t = task(multi_label=True)
+    assert t.data_summary(t.read(str(multi), "train"))["imbalance"] == {"ratio": 3.0, "largest": "a", "smallest": "c"}
+
+
 def test_text_pairs_and_custom_columns(tmp_path):
     rows = [{"premise": f"p{i}", "hypothesis": f"h{i}", "gold": "yes" if i % 2 else "no"} for i in range(4)]
     p = write_csv(tmp_path / "nli.csv", rows, fields=("premise", "hypothesis", "gold"))

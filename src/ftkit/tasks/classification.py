@@ -286,7 +286,12 @@ class ClassificationTask(Task):
 
     def data_summary(self, examples, split: str = "") -> dict[str, Any]:
         counts = Counter(lab for labs in self._example_labels(examples) for lab in labs)
-        return {"examples": len(examples), "labels": dict(sorted(counts.items()))}
+        summary: dict[str, Any] = {"examples": len(examples), "labels": dict(sorted(counts.items()))}
+        if len(counts) > 1:
+            # largest class over smallest (of the labels present): 1.0 is balanced; macro F1 weighs classes equally
+            (big, n_big), (small, n_small) = counts.most_common()[0], counts.most_common()[-1]
+            summary["imbalance"] = {"ratio": round(n_big / n_small, 2), "largest": big, "smallest": small}
+        return summary
 
     # ---- model ------------------------------------------------------------
     def build_model(self, info, labels: list[str], tokenizer):
