@@ -289,7 +289,8 @@ class ClassificationTask(Task):
         summary: dict[str, Any] = {"examples": len(examples), "labels": dict(sorted(counts.items()))}
         if len(counts) > 1:
             # largest class over smallest (of the labels present): 1.0 is balanced; macro F1 weighs classes equally
-            (big, n_big), (small, n_small) = counts.most_common()[0], counts.most_common()[-1]
+            ranked = counts.most_common()
+            (big, n_big), (small, n_small) = ranked[0], ranked[-1]
             summary["imbalance"] = {"ratio": round(n_big / n_small, 2), "largest": big, "smallest": small}
         return summary
 
