@@ -56,3 +56,10 @@ def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(text.encode(encoding))
     return path
+
+
+def facts(task, labels=(), max_length=128, family="encoder"):
+    """The Facts the engine would resolve, for calling a task's methods directly in a test."""
+    from ftkit.tasks.base import Facts
+
+    return Facts(task=task.name, labels=tuple(labels), family=family, max_length=max_length, options=task.options)

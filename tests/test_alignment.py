@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from datasets import Dataset
+from conftest import facts
 
 from ftkit.families import load_config, load_tokenizer
 from ftkit.tasks.ner import NerOptions, NerTask, plan_windows, split_words, stitch
@@ -70,23 +71,23 @@ def test_long_sentences_are_windowed_and_stitched_never_truncated(minilm_tok, ma
         {"tokens": WORDS[:3], "tags": _tags(3), "source": "x:2"},
     ])
     labels = task.labels(examples)
-    features = task.encode(examples, minilm_tok, labels, max_length, train=False)
+    features = task.encode(examples, minilm_tok, facts(task, labels, max_length), train=False)
     assert all(len(ids) <= max_length for ids in features["input_ids"])
     n_windows = features["example_id"].count(0)
     assert (n_windows > 1) == (max_length < 40)
     # every word of the long sentence appears in some window, with its first sub-token labelled
     seen = {w for ex, wids in zip(features["example_id"], features["word_ids"]) if ex == 0 for w in wids if w >= 0}
     assert seen == set(range(len(WORDS)))
-    preds = task.decode(examples, features, _oracle_outputs(features, len(labels)), labels)
+    preds = task.decode(examples, features, _oracle_outputs(features, len(labels)), facts(task, labels))
     assert [[t for t, _ in p] for p in preds] == examples["tags"]
-    assert task.score(examples, preds, labels)["f1"] == 1.0
+    assert task.score(examples, preds, facts(task, labels))["f1"] == 1.0
 
 
 def test_first_subtoken_alignment(minilm_tok):
     task = NerTask()
     examples = Dataset.from_list([{"tokens": ["Volkswagenwerk", "rocks"], "tags": ["B-ORG", "O"], "source": "x"}])
     labels = task.labels(examples)
-    f = task.encode(examples, minilm_tok, labels, 64, train=True)[0]
+    f = task.encode(examples, minilm_tok, facts(task, labels, 64), train=True)[0]
     n_sub = sum(1 for w in f["word_ids"] if w == 0)
     assert n_sub > 1  # the word really is split
     assert f["labels"][0] == -100 and f["labels"][-1] == -100  # [CLS] / [SEP]
@@ -99,12 +100,12 @@ def test_label_all_subtokens_trains_on_continuations_but_scores_words(minilm_tok
     task = NerTask(NerOptions(label_all_subtokens=True))
     examples = Dataset.from_list([{"tokens": ["Volkswagenwerk", "rocks"], "tags": ["B-ORG", "O"], "source": "x"}])
     labels = task.labels(examples)
-    train_f = task.encode(examples, minilm_tok, labels, 64, train=True)
+    train_f = task.encode(examples, minilm_tok, facts(task, labels, 64), train=True)
     n_sub = sum(1 for w in train_f[0]["word_ids"] if w == 0)
     assert train_f[0]["labels"][2:1 + n_sub] == [labels.index("I-ORG")] * (n_sub - 1)
     # evaluation features label first sub-tokens only, and continuations never affect the decoded words
-    eval_f = task.encode(examples, minilm_tok, labels, 64, train=False)
-    preds = task.decode(examples, eval_f, _oracle_outputs(train_f, len(labels), garbage_continuations=True), labels)
+    eval_f = task.encode(examples, minilm_tok, facts(task, labels, 64), train=False)
+    preds = task.decode(examples, eval_f, _oracle_outputs(train_f, len(labels), garbage_continuations=True), facts(task, labels))
     assert [t for t, _ in preds[0]] == ["B-ORG", "O"]
 
 

@@ -13,12 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write
+from conftest import facts, write
 from typer.testing import CliRunner
 
 from ftkit.cli import app
 from ftkit.config import resolve
-from ftkit.engine import evaluate_run, finetune, load_trained, make_task, predict_records
+from ftkit.engine.finetune import finetune
+from ftkit.engine.inference import evaluate_run, predict_records
+from ftkit.engine.models import load_trained
+from ftkit.tasks import make_task
 from ftkit.errors import FtkitError
 from ftkit.export import export_run
 from ftkit.tasks.classification import ClassificationTask
@@ -166,21 +169,24 @@ def test_recipes_and_bundled_sample():
 
 def test_rare_labels_survive_a_validation_fraction_split(tmp_path):
     """The label set is the training file's: a label whose examples all land in the carved-out
-    validation part is still known (no spurious 'unknown label' error)."""
-    from ftkit.engine import read_splits
+    validation part (or beyond max_train_examples) is still known (no spurious 'unknown label' error)."""
+    from ftkit.engine.splits import read_splits
 
     rows = make_rows(30, 0, labels=("pos", "neg")) + [{"text": "so-so", "label": "mid"},
                                                        {"text": "okay", "label": "mid"}]
     p = write_csv(tmp_path / "t.csv", rows)
     t = task()
-    train = t.read(str(p), "train")
-    without_mid = train.filter(lambda r: r["label"] != "mid")
-    assert t.labels(without_mid) == ["mid", "neg", "pos"]
-    t.check_labels(train.filter(lambda r: r["label"] == "mid"), t.labels(without_mid), "validation")
     cfg, _ = resolve("classification", None, {"data.train": str(p), "data.validation_fraction": 0.25},
                      ["data.validation=null", "data.test=null", "task_options.label_names=null"])
-    splits = read_splits(t, cfg)
-    assert len(splits["validation"]) == 8 and t.labels(splits["train"]) == ["mid", "neg", "pos"]
+    _, splits, labels = read_splits(t, cfg)
+    assert len(splits["validation"]) == 8 and labels == ["mid", "neg", "pos"]
+    # the first 30 rows hold no 'mid' at all: the label set still comes from the whole file
+    cfg, _ = resolve("classification", None, {"data.train": str(p), "data.validation_fraction": 0.25},
+                     ["data.validation=null", "data.test=null", "task_options.label_names=null",
+                      "data.max_train_examples=30"])
+    _, splits, labels = read_splits(t, cfg)
+    assert "mid" not in set(splits["train"]["label"]) | set(splits["validation"]["label"])
+    assert labels == ["mid", "neg", "pos"]
 
 
 def test_score_matches_hand_computed_values():
@@ -189,7 +195,7 @@ def test_score_matches_hand_computed_values():
     t = task()
     ex = Dataset.from_dict({"label": ["a", "a", "b", "c"]})
     preds = [{"label": x} for x in ["a", "b", "b", "c"]]
-    m = t.score(ex, preds, ["a", "b", "c"])
+    m = t.score(ex, preds, facts(t, ["a", "b", "c"]))
     assert m["accuracy"] == 0.75
     # per label F1: a 2/3, b 2/3, c 1 -> macro 7/9; weighted (2*2/3 + 2/3 + 1) / 4
     assert m["f1"] == pytest.approx(7 / 9) and m["weighted_f1"] == pytest.approx((4 / 3 + 2 / 3 + 1) / 4)
@@ -380,12 +386,12 @@ def test_long_text_window_pools_logits_over_windows(tiny_models, tmp_path, capsy
                max_length=16, epochs=1)
     run = tmp_path / "run"
     finetune(cfg, run)
-    t, model, tok, meta = load_trained(run)
-    assert meta["max_length"] == 16 and t.options.long_text == "window"
+    t, fx, model, tok, meta = load_trained(run)
+    assert meta["max_length"] == 16 and fx.max_length == 16 and t.options.long_text == "window"
 
     long_text = " ".join(["the film was really wonderful and the actors in Paris were great"] * 4)
     examples = t.predict_examples([{"text": "a dull film"}, {"text": long_text}])
-    features = t.encode(examples, tok, meta["labels"], 16, train=False)
+    features = t.encode(examples, tok, fx, train=False)
     ids = list(features["example_id"])
     assert ids.count(0) == 1 and ids.count(1) >= 4
     assert max(features["length"]) <= 16
@@ -394,10 +400,10 @@ def test_long_text_window_pools_logits_over_windows(tiny_models, tmp_path, capsy
     assert features["input_ids"][-1][-2] == full[-2]
 
     # pooled prediction = softmax of the mean of the windows' logits (computed here with the plain model)
-    from ftkit.engine import run_outputs
+    from ftkit.engine.inference import model_outputs
 
-    outputs = run_outputs(t, model, tok, features, meta["labels"], device="cpu")
-    preds = t.decode(examples, features, outputs, meta["labels"])
+    outputs = model_outputs(t, fx, model, tok, features, device="cpu")
+    preds = t.decode(examples, features, outputs, fx)
     assert [p["windows"] for p in preds] == [1, ids.count(1)]
     with torch.no_grad():
         win_logits = [model(input_ids=torch.tensor([f["input_ids"]]),
@@ -412,7 +418,7 @@ def test_long_text_window_pools_logits_over_windows(tiny_models, tmp_path, capsy
     # truncate mode: one feature per text, and it says how many texts it cut
     capsys.readouterr()
     trunc = ClassificationTask()
-    feats = trunc.encode(examples, tok, meta["labels"], 16, train=False)
+    feats = trunc.encode(examples, tok, facts(trunc, meta["labels"], 16), train=False)
     assert list(feats["example_id"]) == [0, 1]
     assert "1 of 2 texts are longer than the 16-sub-token window and were truncated" in capsys.readouterr().err
 

@@ -27,7 +27,7 @@ def test_flags_and_set_override_the_recipe():
                      ["training.learning_rate=3e-4", "task_options.label_all_subtokens=true", "data.train=a.txt"])
     assert cfg.training.epochs == 2.0 and cfg.model == "x"
     assert cfg.training.learning_rate == pytest.approx(3e-4)
-    assert cfg.task_options["label_all_subtokens"] is True
+    assert cfg.task_options.label_all_subtokens is True
     assert cfg.data.train == "a.txt"
     assert cfg.data.test is not None  # None means "flag not given"
 
@@ -52,7 +52,7 @@ def test_bad_recipes(tmp_path, body, fragment):
 
 
 def test_task_options_are_typed_by_the_task():
-    from ftkit.engine import make_task
+    from ftkit.tasks import make_task
 
     with pytest.raises(FtkitError, match=r"unknown key 'task_options.tag_schema'"):
         make_task("ner", {"tag_schema": "iob1"})

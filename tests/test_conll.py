@@ -96,7 +96,7 @@ def test_ner_reader_jsonl_and_label_checks(tmp_path):
                   '{"tokens": ["Paris", "is", "big"], "tags": ["B-LOC", "O", "O"]}\n'
                   '{"tokens": ["Bob"], "tags": ["S-PER"]}\n')
     ds = task.read(str(train), "train")
-    assert task.schemes["train"] == "bioes"
+    assert task.data_summary(ds, "train")["tag_scheme"] == "bioes"  # the file's scheme, from all its sentences
     assert ds["tags"] == [["B-LOC", "O", "O"], ["B-PER"]]
     assert task.labels(ds) == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
 

@@ -61,7 +61,7 @@ def test_kill_9_mid_epoch_then_resume_matches_uninterrupted(tiny_models, tmp_pat
 
 
 def test_incomplete_checkpoint_is_skipped_with_a_warning(tmp_path, capsys):
-    from ftkit.engine import last_complete_checkpoint
+    from ftkit.engine.run_folder import last_complete_checkpoint
 
     ck = tmp_path / "checkpoints"
     for step, complete in ((5, True), (10, True), (15, False)):
@@ -99,7 +99,7 @@ def test_export_interrupted_midway_leaves_nothing(tiny_models, tmp_path, monkeyp
     import shutil
 
     from ftkit.config import resolve
-    from ftkit.engine import finetune
+    from ftkit.engine.finetune import finetune
     from ftkit.export import export_run
 
     train = tmp_path / "train.txt"

@@ -7,7 +7,7 @@ import pytest
 from conftest import SAMPLES
 
 from ftkit.config import resolve
-from ftkit.engine import finetune
+from ftkit.engine.finetune import finetune
 from ftkit.errors import FtkitError
 
 
@@ -47,7 +47,8 @@ def test_same_seed_same_metrics(tiny_models, tmp_path):
 
 
 def test_overwrite_replaces_and_cache_is_reused(tiny_models, tmp_path, monkeypatch):
-    import ftkit.engine as engine
+    import ftkit.engine.feature_cache as feature_cache
+    from ftkit.tasks import make_task
 
     cfg = _cfg(tiny_models("bert"), tmp_path, max_steps=2)
     run = tmp_path / "run"
@@ -55,7 +56,7 @@ def test_overwrite_replaces_and_cache_is_reused(tiny_models, tmp_path, monkeypat
     with pytest.raises(FtkitError, match="exists and is not empty"):
         finetune(cfg, run)
     calls = []
-    task_cls = type(engine.make_task("ner", {}))
+    task_cls = type(make_task("ner", {}))
     orig_encode = task_cls.encode
     monkeypatch.setattr(task_cls, "encode", lambda self, *a, **k: calls.append(1) or orig_encode(self, *a, **k))
     finetune(cfg, run, overwrite=True)
@@ -67,7 +68,7 @@ def test_overwrite_replaces_and_cache_is_reused(tiny_models, tmp_path, monkeypat
     uncached, calls[:] = len(calls), []
     assert uncached > 0
     monkeypatch.delenv("FTKIT_NO_CACHE")
-    monkeypatch.setattr(engine, "_code_fingerprint", lambda cls: "edited")
+    monkeypatch.setattr(feature_cache, "code_fingerprint", lambda cls: "edited")
     finetune(cfg, run, overwrite=True)
     assert len(calls) == uncached, "every encoding happened again, as without a cache"
 
@@ -89,7 +90,8 @@ def test_out_of_memory_suggests_smaller_batches(tiny_models, tmp_path, monkeypat
 
 
 def test_validation_fraction_of_a_tiny_file_is_a_clear_error(tmp_path):
-    from ftkit.engine import make_task, read_splits
+    from ftkit.engine.splits import read_splits
+    from ftkit.tasks import make_task
 
     train = tmp_path / "one.conll"
     train.write_text("Paris B-LOC\n")
@@ -100,7 +102,7 @@ def test_validation_fraction_of_a_tiny_file_is_a_clear_error(tmp_path):
 
 
 def test_confusion_png_only_for_square_single_label_matrices(tmp_path):
-    from ftkit.engine import write_eval
+    from ftkit.engine.run_folder import write_eval
 
     m = {"split": "test", "confusion_matrix": {"labels": ["a", "b", "c"], "matrix": [[3, 1, 0], [0, 2, 0], [1, 0, 5]]}}
     write_eval(tmp_path, m)
@@ -120,11 +122,11 @@ def test_length_grouped_batches_come_in_random_order():
     long-to-short sweep transformers' LengthGroupedSampler makes within every 50 batches."""
     import random
 
-    from ftkit.engine import _trainer_class
+    from ftkit.engine.trainer import EpochSeededSampler
 
     rng = random.Random(0)
     lengths = [rng.randint(3, 60) for _ in range(1000)]
-    sampler = _trainer_class().Sampler(len(lengths), 8, seed=7, lengths=lengths)
+    sampler = EpochSeededSampler(len(lengths), 8, seed=7, lengths=lengths)
     order = list(sampler)
     assert sorted(order) == list(range(1000))
     assert order == list(sampler), "one epoch's order depends on seed and epoch alone"
@@ -137,5 +139,5 @@ def test_length_grouped_batches_come_in_random_order():
     assert 15 < falls < 35, "batch lengths neither sorted nor reverse-sorted within 50 steps"
     sampler.set_epoch(1)
     assert list(sampler) != order
-    unsorted = _trainer_class().Sampler(10, 4, seed=7)
+    unsorted = EpochSeededSampler(10, 4, seed=7)
     assert sorted(unsorted) == list(range(10))

@@ -10,7 +10,8 @@ import pytest
 from conftest import SAMPLES
 
 from ftkit.config import resolve
-from ftkit.engine import evaluate_run, finetune, predict_records
+from ftkit.engine.finetune import finetune
+from ftkit.engine.inference import evaluate_run, predict_records
 from ftkit.export import export_run
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, write
+from conftest import REPO, facts, write
 
 from ftkit.errors import FtkitError
 from ftkit.tasks.qa import QaOptions, QaTask, normalize_answer, squad_scores
@@ -61,7 +61,7 @@ def test_squad_v1_json(tmp_path):
     assert ex["id"] == ["q1", "q2", "q3"]
     assert ex["title"] == ["France", "France", "Super_Bowl"]
     assert ex[1]["answers"] == {"text": ["1889", "in 1889"], "answer_start": [62, 59]}
-    assert task.options.version_2_with_negative is False  # detected from the training data
+    assert task.resolve_options(ex, None).version_2_with_negative is False  # detected from the training data
     assert task.data_summary(ex) == {"questions": 3, "contexts": 2, "articles": 2, "unanswerable": 0, "answers": 5}
     # a slice of articles per split
     assert read(None, tmp_path / "v1.json", "test", articles={"test": "1:"})["id"] == ["q3"]
@@ -76,11 +76,12 @@ def test_squad_v2_json_detects_unanswerable_questions(tmp_path):
     ]))], version="v2.0")
     task = QaTask()
     ex = task.read(str(write(tmp_path / "v2.json", json.dumps(doc))), "train")
-    assert task.options.version_2_with_negative is True
+    resolved = task.resolve_options(ex, None)
+    assert resolved.version_2_with_negative is True and task.options.version_2_with_negative is None
     assert ex[1]["answers"] == {"text": [], "answer_start": []}
     assert task.data_summary(ex)["unanswerable"] == 1
     # the resolved setting travels with the task (ftkit.json), so evaluation data is read the same way
-    again = QaTask(QaOptions(**task.options.model_dump()))
+    again = QaTask(QaOptions(**resolved.model_dump()))
     assert len(again.read(str(tmp_path / "v2.json"), "test")) == 2
     # explicit v1 refuses questions without answers
     with pytest.raises(FtkitError, match=r"1 question has no answer \(first: question b\)"):
@@ -115,7 +116,8 @@ def test_flat_records_in_jsonl_parquet_and_datasets_folders(tmp_path):
     v2 = write(tmp_path / "v2.jsonl", json.dumps({"id": "x", "question": "Who?", "context": "Nobody here.",
                                                    "answers": {"text": [], "answer_start": []}}) + "\n")
     task = QaTask()
-    assert task.read(str(v2), "train")[0]["answers"]["text"] == [] and task.version_2
+    ex = task.read(str(v2), "train")
+    assert ex[0]["answers"]["text"] == [] and task.with_options(task.resolve_options(ex, None)).version_2
 
 
 def test_real_dev_file_splits_by_article():
@@ -169,7 +171,7 @@ def test_bad_data_is_reported_with_file_and_question(tmp_path, name):
 
 
 def test_bad_options(tmp_path):
-    from ftkit.engine import make_task
+    from ftkit.tasks import make_task
 
     with pytest.raises(FtkitError, match=r"task_options.articles.*articles.train: expected START:STOP"):
         make_task("qa", {"articles": {"train": "a:b"}})
@@ -223,7 +225,7 @@ def test_score_and_table_use_the_task_setting():
 
     ex = Dataset.from_list([{"context": C1, "answers": {"text": ["Paris"], "answer_start": [0]}},
                             {"context": C1, "answers": {"text": [], "answer_start": []}}])
-    m = task.score(ex, [{"text": "Paris"}, {"text": ""}], [])
+    m = task.score(ex, [{"text": "Paris"}, {"text": ""}], facts(task))
     assert m["exact_match"] == 1.0 and m["per_label"]["NoAns"] == {"exact_match": 1.0, "f1": 1.0, "support": 1}
     assert "NoAns" in task.format_table(m)
 
@@ -247,7 +249,7 @@ def test_answer_in_a_later_window_is_found_exactly(family, tiny_models):
     ex = Dataset.from_list([{"id": "x", "question": "Where was the treaty signed?", "context": LONG,
                              "answers": {"text": [answer], "answer_start": [start]}}])
     task = QaTask(QaOptions(doc_stride=8))
-    feats = task.encode(ex, tok, task.labels(None), 48, train=False)
+    feats = task.encode(ex, tok, facts(task, task.labels(None), 48), train=False)
     assert len(feats) >= 3 and set(feats["example_id"]) == {0}
     assert all(len(ids) <= 48 for ids in feats["input_ids"])
 
@@ -269,7 +271,7 @@ def test_answer_in_a_later_window_is_found_exactly(family, tiny_models):
     ctx0 = [k for k, (s, e) in enumerate(feats["offsets"][0]) if s >= 0]
     out[0, ctx0[2], 0] = out[0, ctx0[3], 1] = 5.0
 
-    pred = task.decode(ex, feats, out, task.labels(None))[0]
+    pred = task.decode(ex, feats, out, facts(task))[0]
     assert (pred["text"], pred["start"], pred["end"]) == (answer, start, start + len(answer))
     assert 0.5 < pred["score"] <= 1.0
 
@@ -283,8 +285,8 @@ def test_answer_in_a_later_window_is_found_exactly(family, tiny_models):
         first = next(k for k, (s, e) in enumerate(offsets) if s >= 0 and e > start)
         last = next(k for k, (s, e) in enumerate(offsets) if s >= 0 and e >= by + 2)
         wide[f, first, 0], wide[f, last, 1] = 9.0, 9.0
-    assert task.decode(ex, feats, wide, [])[0]["text"] == "Paris by"
-    got = short.decode(ex, feats, wide, [])[0]
+    assert task.decode(ex, feats, wide, facts(task))[0]["text"] == "Paris by"
+    got = short.decode(ex, feats, wide, facts(short))[0]
     # single sub-tokens, without the leading space byte-level/sentencepiece tokens carry
     singles = {(s + (LONG[s] == " "), e) for offsets in feats["offsets"] for s, e in offsets if s >= 0 and e > s}
     assert got["text"] != "Paris by" and (got["start"], got["end"]) in singles
@@ -294,10 +296,10 @@ def test_answer_in_a_later_window_is_found_exactly(family, tiny_models):
     for f, n in enumerate(feats["null_index"]):
         nulls[f, n] = 20.0
     v2 = QaTask(QaOptions(doc_stride=8, version_2_with_negative=True))
-    assert v2.decode(ex, feats, nulls, [])[0] == {"text": "", "start": None, "end": None,
+    assert v2.decode(ex, feats, nulls, facts(v2))[0] == {"text": "", "start": None, "end": None,
                                                    "score": pytest.approx(1.0, abs=1e-3)}
     lenient = QaTask(QaOptions(doc_stride=8, version_2_with_negative=True, null_score_diff_threshold=100.0))
-    assert lenient.decode(ex, feats, nulls, [])[0]["text"] == answer
+    assert lenient.decode(ex, feats, nulls, facts(lenient))[0]["text"] == answer
 
 
 def test_null_position_per_tokenizer_layout(tiny_models):
@@ -339,7 +341,7 @@ def _train_file(tmp_path):
 def trained(tiny_models, tmp_path_factory):
     """Train a family once per session: (run folder, export folder, finetune metadata, train file)."""
     from ftkit.config import resolve
-    from ftkit.engine import finetune
+    from ftkit.engine.finetune import finetune
     from ftkit.export import export_run
 
     done = {}
@@ -365,7 +367,7 @@ def trained(tiny_models, tmp_path_factory):
 def test_family_trains_evaluates_exports_and_predicts(family, trained):
     from transformers import AutoModelForQuestionAnswering
 
-    from ftkit.engine import evaluate_run, predict_records
+    from ftkit.engine.inference import evaluate_run, predict_records
 
     run, export, meta, _ = trained(family)
     assert meta["family"] == {"bert": "encoder", "gpt2": "gpt", "t5": "t5"}[family]
@@ -398,7 +400,7 @@ def test_plain_transformers_loads_the_bert_export(trained):
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer, pipeline
 
-    from ftkit.engine import predict_records
+    from ftkit.engine.inference import predict_records
 
     _, export, _, _ = trained("bert")
     question, context = "What flows through the valley?", "The river flows slowly through the green valley."
@@ -434,7 +436,8 @@ def test_plain_transformers_loads_the_bert_export(trained):
 
 def test_squad_v2_trains_and_scores_has_ans_and_no_ans(tiny_models, tmp_path):
     from ftkit.config import resolve
-    from ftkit.engine import evaluate_run, finetune, predict_records
+    from ftkit.engine.finetune import finetune
+    from ftkit.engine.inference import evaluate_run, predict_records
 
     paragraphs = [(c, [qa(f"q{i}-{j}", q, c, a) for j, (q, a) in enumerate(qas)]
                    + [qa(f"n{i}", "What did the committee eat?", c, impossible=True)])
@@ -495,7 +498,7 @@ def _official_evaluate(dataset, predictions):
 
 
 def test_cli_eval_equals_the_official_script_on_predictions_of_the_export(trained):
-    from ftkit.engine import predict_records
+    from ftkit.engine.inference import predict_records
 
     run, export, _, train = trained("bert")
     r = subprocess.run([sys.executable, "-m", "ftkit", "eval", str(run), "--split", "test", "--json"],

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, write
+from conftest import REPO, facts, write
 
 from ftkit.errors import FtkitError
 from ftkit.tasks.relation import (RelationTask, fit_window, micro_scores, official_scores, parse_marked,
@@ -87,11 +87,11 @@ def test_bundled_sample_is_the_release_format_unchanged():
 
 def test_demo_recipe_splits(tmp_path):
     from ftkit.config import resolve
-    from ftkit.engine import read_splits
+    from ftkit.engine.splits import read_splits
 
     cfg, _ = resolve("relation", None, {}, [])
     assert cfg.model == "minilm" and cfg.data.validation_fraction == 0.1
-    splits = read_splits(RelationTask(), cfg)
+    _, splits, _ = read_splits(RelationTask(), cfg)
     assert {k: len(v) for k, v in splits.items()} == {"train": 540, "validation": 60, "test": 300}
 
 
@@ -257,7 +257,7 @@ def test_task_score_with_tacred_negative_label():
     pred = ["per:title", "no_relation", "per:title", "no_relation"]
     task = RelationTask(RelationTask.Options(negative_label="no_relation"))
     labels = ["no_relation", "org:founded", "per:title"]
-    m = task.score(Dataset.from_dict({"label": gold}), [(p, {}) for p in pred], labels)
+    m = task.score(Dataset.from_dict({"label": gold}), [(p, {}) for p in pred], facts(task, labels))
     assert m["micro_f1"] == pytest.approx(0.5) and m["accuracy"] == pytest.approx(0.5)
     # per:title P 1/2 R 1 F1 2/3; org:founded 0 -> official macro 1/3
     assert m["f1"] == pytest.approx(1 / 3)
@@ -319,7 +319,8 @@ def test_family_trains_evaluates_exports_and_predicts(family, pooling, tiny_mode
 
     from ftkit.cli import app
     from ftkit.config import resolve
-    from ftkit.engine import evaluate_run, finetune
+    from ftkit.engine.finetune import finetune
+    from ftkit.engine.inference import evaluate_run
     from ftkit.export import export_run
 
     data = tmp_path / "train.txt"

@@ -14,10 +14,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, write
+from conftest import REPO, facts, write
 
 from ftkit.config import resolve
-from ftkit.engine import evaluate_run, finetune, make_task, predict_records
+from ftkit.engine.finetune import finetune
+from ftkit.engine.inference import evaluate_run, predict_records
+from ftkit.tasks import make_task
 from ftkit.errors import FtkitError
 from ftkit.export import export_run
 
@@ -163,10 +165,9 @@ def _encode(family_dir, family, sources, targets, **options):
 
     t = task(**options)
     info = load_config(str(family_dir))
-    t.family = info.family
     tok = load_tokenizer(info)
     ds = Dataset.from_dict({"source": sources, "target": targets})
-    return t, tok, t.encode(ds, tok, [], 128, train=True)
+    return t, tok, t.encode(ds, tok, facts(t, (), 128, info.family), train=True)
 
 
 def test_gpt2_prompt_labels_are_masked_and_target_ends_with_eos(tiny):
@@ -181,7 +182,7 @@ def test_gpt2_prompt_labels_are_masked_and_target_ends_with_eos(tiny):
         assert tok.decode(f["prompt_ids"]).strip() == sources[i] + " =>"
         assert tok.decode(f["labels"][n:-1]).strip() == targets[i]
     # the collator pads labels with -100 and masks padding out of attention
-    batch = t.collator(tok)([feats[0], feats[1]])
+    batch = t.collator(tok, facts(t, (), 128, "gpt"))([feats[0], feats[1]])
     short = min(len(feats[0]["input_ids"]), len(feats[1]["input_ids"]))
     row = 0 if len(feats[0]["input_ids"]) == short else 1
     assert (batch["labels"][row, short:] == -100).all()
@@ -255,7 +256,7 @@ def test_decoder_prompts_start_with_bos_only_when_the_tokenizer_adds_one(tiny, t
     from datasets import Dataset
     from transformers import AutoTokenizer
 
-    from ftkit.tasks.translation import prompt_bos
+    from ftkit.text2text import prompt_bos
 
     plain = AutoTokenizer.from_pretrained(tiny("gpt2"))
     llama_like = AutoTokenizer.from_pretrained(tiny("gpt2"), add_bos_token=True)
@@ -263,8 +264,7 @@ def test_decoder_prompts_start_with_bos_only_when_the_tokenizer_adds_one(tiny, t
     examples = Dataset.from_list([{"source": "A man.", "target": "Ein Mann."}])
     for tok in (plain, llama_like):
         t = task()
-        t.family = "gpt"
-        f = t.encode(examples, tok, [], 64, train=True)[0]
+        f = t.encode(examples, tok, facts(t, (), 64, "gpt"), train=True)[0]
         prompt = tok("A man." + t.options.separator)["input_ids"]  # the card's way: default special tokens
         assert f["prompt_ids"] == prompt and f["input_ids"][:len(prompt)] == prompt
         assert f["labels"][:len(prompt)] == [-100] * len(prompt)
@@ -363,15 +363,16 @@ def test_generation_is_batch_invariant_and_in_input_order(tiny, tmp_path):
     info = load_config(str(tiny("gpt2")))
     tok = load_tokenizer(info)
     t = task(num_beams=1, max_new_tokens=6)
-    model = t.build_model(info, [], tok)
+    fx = facts(t, (), 64, info.family)
+    model = t.build_model(info, fx, tok)
     assert isinstance(model, AutoModelForCausalLM._model_mapping[type(model.config)])
     from datasets import Dataset
 
     sources = ["A dog.", "A very long sentence about a man on a bicycle in the street.", "Two girls play."]
-    feats = t.encode(Dataset.from_dict({"source": sources}), tok, [], 64, train=False)
-    one = [t.generate(model, tok, feats.select([i]), 1)[0] for i in range(3)]
-    assert t.generate(model, tok, feats, 8) == one
-    assert t.generate(model, tok, feats, 2) == one
+    feats = t.encode(Dataset.from_dict({"source": sources}), tok, fx, train=False)
+    one = [t.generate(model, tok, feats.select([i]), fx, 1)[0] for i in range(3)]
+    assert t.generate(model, tok, feats, fx, 8) == one
+    assert t.generate(model, tok, feats, fx, 2) == one
 
 
 # ---------------------------------------------------------------------------

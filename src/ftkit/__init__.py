@@ -1,7 +1,28 @@
-"""ftkit: fine-tune pretrained Hugging Face checkpoints from one command line.
+"""ftkit: fine-tune pretrained Hugging Face checkpoints from one command line -- or from Python.
 
-Importing this package is cheap: heavy libraries (torch, transformers, datasets)
-are imported only by the modules that need them.
+    import ftkit
+    run = ftkit.finetune(task="ner", train="train.conll", test="test.conll", output="runs/ner")
+    ftkit.evaluate("runs/ner", split="test").metrics
+    ftkit.export("runs/ner", "my-model")
+    ftkit.predict("my-model", ["EU rejects German call to boycott British lamb ."])
+
+Importing this package is cheap: the API functions (``ftkit.api``) load on first use, and heavy
+libraries (torch, transformers, datasets) only inside the functions that need them.
 """
 
-__version__ = "0.1.0"
+from ftkit.version import __version__
+
+__all__ = ["__version__", "finetune", "evaluate", "predict", "export", "validate"]
+_API = {"finetune", "evaluate", "predict", "export", "validate", "RunResult", "EvalResult"}
+
+
+def __getattr__(name: str):
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module("ftkit.api"), name)
+    raise AttributeError(f"module 'ftkit' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _API)

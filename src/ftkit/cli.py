@@ -1,6 +1,8 @@
-"""The ``ftkit`` command line: thin Typer commands over importable functions.
+"""The ``ftkit`` command line: thin Typer commands over the Python API (``ftkit.api``).
 
-Heavy libraries are imported inside the commands, so ``ftkit --help`` is instant.
+Each command parses its options, calls one API function and prints the result. Heavy libraries
+are imported inside the API, so ``ftkit --help`` is instant. Every error -- bad data, a bad recipe
+key, an unknown flag -- ends as one ``error:`` line on stderr and a non-zero exit status.
 """
 
 from __future__ import annotations
@@ -12,16 +14,28 @@ import sys
 from pathlib import Path
 from typing import Callable, List, Optional
 
-import typer
+# Plain help and plain one-line errors: no rich panels (they also cost start-up time). Must be set
+# before typer is imported.
+os.environ.setdefault("TYPER_USE_RICH", "0")
+
+import typer  # noqa: E402
+
+from ftkit.tasks import task_names  # noqa: E402  (the registry: no task module is imported)
+
+TASKS = " | ".join(task_names())
 
 app = typer.Typer(
     name="ftkit",
-    help="Fine-tune pretrained Hugging Face checkpoints (encoder, T5 and GPT families) for NER, text classification, "
-    "relation extraction, extractive QA and translation.",
+    help="Fine-tune pretrained Hugging Face checkpoints (encoder, T5 and GPT families) for "
+    + ", ".join(task_names()) + ".",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
+
+#: 128 + SIGPIPE: the status a shell reports for a command whose reader closed the pipe (`ftkit recipes | head -1`)
+EXIT_PIPE = 141
 
 DebugOpt = typer.Option(False, "--debug", help="Show full tracebacks and library warnings.")
 PickleOpt = typer.Option(False, "--allow-pickle", help="Load pickle (.bin/.pt) weights: only for checkpoints you trust.")
@@ -46,6 +60,9 @@ def _handled(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
+        except BrokenPipeError:  # `ftkit recipes | head -1`: the reader has gone, nothing more to say
+            _silence_stdout()
+            raise typer.Exit(EXIT_PIPE) from None
         except (typer.Exit, SystemExit):
             raise
         except Exception as e:  # noqa: BLE001 - the last line of defence
@@ -73,7 +90,7 @@ def _quiet_libraries(debug: bool) -> None:
 @app.command()
 @_handled
 def finetune(
-    task: Optional[str] = typer.Option(None, "--task", "-t", help="ner | classification | relation | qa | translation"),
+    task: Optional[str] = typer.Option(None, "--task", "-t", help=TASKS),
     recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Built-in recipe name or a YAML file."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Alias (minilm), HF hub name or local folder."),
     train: Optional[str] = typer.Option(None, "--train", help="Training data file or folder."),
@@ -82,7 +99,7 @@ def finetune(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run folder [default: runs/<task>-<time>]."),
     epochs: Optional[float] = typer.Option(None, "--epochs"),
     max_steps: Optional[int] = typer.Option(None, "--max-steps"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Per device (as in the Trainer)."),
     learning_rate: Optional[float] = typer.Option(None, "--learning-rate", "--lr"),
     gradient_accumulation: Optional[int] = typer.Option(None, "--gradient-accumulation"),
     precision: Optional[str] = typer.Option(None, "--precision", help="auto|fp32|bf16|fp16"),
@@ -101,51 +118,27 @@ def finetune(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --output from its last checkpoint."),
     debug: bool = DebugOpt,
 ) -> None:
-    """Fine-tune a model; `ftkit finetune --task ner` (or `--task classification`) alone runs a bundled demo."""
-    import time
+    """Fine-tune a model; `ftkit finetune --task ner` (or any task) alone runs a bundled demo."""
+    from ftkit.api import finetune as api_finetune
 
-    from ftkit.config import load_yaml, resolve, validate
-    from ftkit.errors import FtkitError
-
-    if resume:
-        if output is None:
-            raise FtkitError("--resume needs --output RUN_DIR")
-        saved = output / "recipe.yaml"
-        if saved.exists():
-            cfg, source = validate(load_yaml(saved), str(saved)), str(saved)
-            typer.echo(f"resuming with the run's own recipe {saved}", err=True)
-        else:
-            resume = False
-    if not resume:
-        flags = {
-            "model": model, "data.train": train, "data.validation": validation, "data.test": test,
-            "data.validation_fraction": validation_fraction, "training.epochs": epochs,
-            "training.max_steps": max_steps, "training.batch_size": batch_size,
-            "training.learning_rate": learning_rate, "training.gradient_accumulation": gradient_accumulation,
-            "training.precision": precision, "training.device": device, "training.seed": seed,
-            "training.early_stopping_patience": early_stopping, "training.save_total_limit": save_total_limit,
-            "training.auto_batch_size": auto_batch_size,
-        }
-        cfg, source = resolve(task, recipe, flags, set_)
-    run_dir = output or Path("runs") / f"{cfg.task}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-    from ftkit.engine import finetune as run
-
-    meta = run(cfg, run_dir, overwrite=overwrite, resume=resume, recipe_source=source, allow_pickle=allow_pickle,
-               trust_remote_code=trust_remote_code)
-    m = meta["metrics"]
-    typer.echo(f"run folder: {run_dir}", err=True)
-    for split in ("validation", "test"):
-        if split in m:
-            s = m[split]
-            typer.echo(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in s.items() if isinstance(v, float)))
-    typer.echo(f"wall time {meta['wall_time_s']:.0f}s", err=True)
+    run = api_finetune(
+        task, recipe=recipe, model=model, train=train, validation=validation, test=test, output=output,
+        epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
+        gradient_accumulation=gradient_accumulation, precision=precision, device=device, seed=seed,
+        early_stopping=early_stopping, validation_fraction=validation_fraction, save_total_limit=save_total_limit,
+        auto_batch_size=auto_batch_size, overrides=set_, overwrite=overwrite, resume=resume,
+        allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, _style="cli",
+    )
+    typer.echo(f"run folder: {run.run_dir}", err=True)
+    for split, scores in run.metrics.items():
+        typer.echo(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items() if isinstance(v, float)))
+    typer.echo(f"wall time {run.wall_time_s:.0f}s", err=True)
 
 
 @app.command("eval")
 @_handled
 def eval_(
-    run_dir: Path = typer.Argument(..., help="A run folder made by `ftkit finetune`."),
+    run_dir: Path = typer.Argument(..., help="A run folder made by `ftkit finetune` (or an exported folder with --data)."),
     split: str = typer.Option("test", "--split", help="test|validation"),
     data: Optional[str] = typer.Option(None, "--data", help="Score this file instead of the run's split."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
@@ -155,20 +148,14 @@ def eval_(
     debug: bool = DebugOpt,
 ) -> None:
     """Score the run's best model on a held-out split; writes RUN_DIR/eval_<split>.json (and confusion_<split>.png for classification tasks)."""
-    from ftkit.engine import evaluate_run, task_of, write_eval
-    from ftkit.errors import FtkitError
+    from ftkit.api import evaluate
 
-    if split not in ("test", "validation"):
-        raise FtkitError(f"--split must be test or validation, got '{split}'")
-    metrics = evaluate_run(run_dir, split, data, batch_size, device, allow_pickle=allow_pickle)
-    if (run_dir / "run.json").exists():
-        write_eval(run_dir, metrics)
+    result = evaluate(run_dir, split, data=data, batch_size=batch_size, device=device, allow_pickle=allow_pickle)
     if as_json:
-        typer.echo(json.dumps(metrics))
+        typer.echo(json.dumps({"split": result.split, "data": result.data, **result.metrics}))
     else:
-        task, _ = task_of(run_dir)
-        typer.echo(f"{split} ({metrics['data']})")
-        typer.echo(task.format_table(metrics))
+        typer.echo(f"{split} ({result.data})")
+        typer.echo(result.table)
 
 
 @app.command()
@@ -180,10 +167,29 @@ def export(
     debug: bool = DebugOpt,
 ) -> None:
     """Write the best model as a folder plain transformers loads (safetensors, tokenizer, model card)."""
-    from ftkit.export import export_run
+    from ftkit.api import export as api_export
 
-    out = export_run(run_dir, output, overwrite)
+    out = api_export(run_dir, output, overwrite=overwrite)
     typer.echo(f"exported to {out}", err=True)
+
+
+def read_predict_inputs(text: str, name: str) -> list[dict]:
+    """``ftkit predict`` input: JSONL records, or plain text lines (``{"text": line}``); blank lines skipped."""
+    from ftkit.errors import FtkitError
+
+    records = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise FtkitError(f"invalid JSON: {e.msg}", file=name, line=lineno) from None
+        else:
+            rec = {"text": line}
+        records.append(rec)
+    return records
 
 
 @app.command()
@@ -198,8 +204,7 @@ def predict(
     debug: bool = DebugOpt,
 ) -> None:
     """Predict on text lines or JSONL records; prints one JSON object per input."""
-    from ftkit.engine import predict_records
-    from ftkit.errors import FtkitError
+    from ftkit.api import predict as api_predict
 
     if input_ == "-":
         text, name = sys.stdin.read(), "<stdin>"
@@ -207,19 +212,8 @@ def predict(
         from ftkit.data.records import read_text
 
         text, name = read_text(input_), input_
-    records = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        if line.lstrip().startswith("{"):
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise FtkitError(f"invalid JSON: {e.msg}", file=name, line=lineno) from None
-        else:
-            rec = {"text": line}
-        records.append(rec)
-    results = predict_records(model, records, batch_size, device, allow_pickle=allow_pickle)
+    results = api_predict(model, read_predict_inputs(text, name), batch_size=batch_size, device=device,
+                          allow_pickle=allow_pickle)
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
     if output == "-":
         sys.stdout.write(lines)
@@ -230,7 +224,7 @@ def predict(
 @app.command()
 @_handled
 def validate(
-    task: Optional[str] = typer.Option(None, "--task", "-t"),
+    task: Optional[str] = typer.Option(None, "--task", "-t", help=TASKS),
     recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Built-in recipe name or a YAML file."),
     train: Optional[str] = typer.Option(None, "--train"),
     validation: Optional[str] = typer.Option(None, "--validation"),
@@ -241,13 +235,10 @@ def validate(
     debug: bool = DebugOpt,
 ) -> None:
     """Check data with the task's readers, without training. Exit 0 clean, 1 warnings (--strict), 2 errors."""
-    from ftkit.config import resolve
-    from ftkit.validate import validate_data
+    from ftkit.api import validate as api_validate
 
-    flags = {"data.train": train, "data.validation": validation, "data.test": test}
-    # explicit files are validated alone, not mixed with the default recipe's bundled sample
-    cfg, _ = resolve(task, recipe, flags, set_, default_recipe=not (train or validation or test))
-    report = validate_data(cfg, model)
+    report = api_validate(task, recipe=recipe, train=train, validation=validation, test=test, model=model,
+                          overrides=set_, _style="cli")
     for name, summary in report.summary.items():
         typer.echo(f"{name}: {json.dumps(summary)}")
     for line in report.errors:
@@ -270,8 +261,36 @@ def recipes(debug: bool = DebugOpt) -> None:
         typer.echo(f"{name:<28}{describe(path)}")
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """The console script: usage errors as one line, a closed pipe ends quietly."""
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except BrokenPipeError:
+        _silence_stdout()
+        sys.exit(EXIT_PIPE)
+    except Exception as e:
+        # Typer vendors click: its usage errors (unknown option, bad value, missing argument) carry
+        # format_message() and exit_code; print them as the rest of the CLI prints errors.
+        if not (hasattr(e, "format_message") and isinstance(getattr(e, "exit_code", None), int)):
+            raise
+        if type(e).__name__ == "NoArgsIsHelpError":
+            print(e.format_message(), file=sys.stderr)
+            sys.exit(0)
+        ctx = getattr(e, "ctx", None)
+        where = ctx.command_path if ctx is not None else "ftkit"
+        print(f"error: {' '.join(e.format_message().split())} (hint: see '{where} --help')", file=sys.stderr)
+        sys.exit(e.exit_code)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def _silence_stdout() -> None:
+    """After EPIPE, point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ftkit.errors import FtkitError
+from ftkit.errors import FtkitError, from_validation_error
+from ftkit.recipes import load_recipe
 
 
 class _Strict(BaseModel):
@@ -57,33 +57,49 @@ class TrainingConfig(_Strict):
     dataloader_workers: int = Field(0, ge=0)
 
 
+class TaskOptionsError(ValueError):
+    """Raised inside RunConfig validation; carries the task options' own pydantic errors."""
+
+    def __init__(self, error, known: list[str]):
+        super().__init__(str(error))
+        self.error, self.known = error, known
+
+
 class RunConfig(_Strict):
     task: str
     model: str = "minilm"
     data: DataConfig = DataConfig()
     training: TrainingConfig = TrainingConfig()
-    task_options: dict[str, Any] = Field(default_factory=dict)
+    #: the task's own typed options (``Task.Options``); a mapping is validated against it on load
+    task_options: Any = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _typed_task_options(self) -> "RunConfig":
+        from ftkit.tasks import get_task_class
+
+        options_cls = get_task_class(self.task).Options  # an unknown task is an FtkitError
+        if not isinstance(self.task_options, options_cls):
+            raw = self.task_options if self.task_options is not None else {}
+            if isinstance(raw, BaseModel):
+                raw = raw.model_dump()
+            if not isinstance(raw, dict):
+                raise ValueError(f"task_options must be a mapping of option names to values, got {raw!r}")
+            try:
+                typed = options_cls.model_validate(raw)  # the task's own model: one place for option rules
+            except ValidationError as e:
+                raise TaskOptionsError(e, list(options_cls.model_fields)) from None
+            object.__setattr__(self, "task_options", typed)
+        return self
 
 
-def _format_validation_error(err: ValidationError, source: str, prefix: str = "") -> FtkitError:
-    parts = []
+def _config_error(err: ValidationError, source: str, origins: dict[str, str] | None = None) -> FtkitError:
+    """Task-option problems keep their own dotted paths (``task_options.tag_scheme``)."""
     for e in err.errors():
-        path = prefix + (".".join(str(p) for p in e["loc"]) or "<root>")
-        if e["type"] == "extra_forbidden":
-            parts.append(f"unknown key '{path}'")
-        else:
-            got = e.get("input")
-            shown = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
-            parts.append(f"'{path}': {e['msg']}{shown}")
-    return FtkitError("; ".join(parts), file=source)
-
-
-def parse_value(text: str) -> Any:
-    """Parse a ``--set`` value the way YAML would (numbers, booleans, null, lists)."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+        inner = (e.get("ctx") or {}).get("error")
+        if isinstance(inner, TaskOptionsError):
+            return from_validation_error(inner.error, source, "task_options.", origins,
+                                         {"task_options": inner.known})
+    return from_validation_error(err, source, "", origins)
 
 
 def apply_override(raw: dict[str, Any], dotted: str, value: Any) -> None:
@@ -109,66 +125,53 @@ def parse_set_option(item: str) -> tuple[str, Any]:
     return key.strip(), parse_value(value.strip())
 
 
-def load_yaml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise FtkitError(f"recipe is not valid UTF-8 ({e.reason})", file=path) from None
-    except OSError as e:
-        raise FtkitError(f"cannot read recipe: {e.strerror}", file=path) from None
-    try:
-        data = yaml.safe_load(text)  # safe loader: a recipe can never name Python objects
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(e, "problem", None) or str(e)
-        raise FtkitError(f"invalid YAML: {problem}", file=path, line=line) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise FtkitError("a recipe must be a mapping of keys to values", file=path)
-    return data
-
-
-def validate(raw: dict[str, Any], source: str) -> RunConfig:
+def validate(raw: dict[str, Any], source: str, origins: dict[str, str] | None = None) -> RunConfig:
+    """A raw recipe mapping -> :class:`RunConfig`, task options included; one-line errors naming the
+    key and where it came from (the recipe file, or the flag in ``origins``)."""
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as e:
-        raise _format_validation_error(e, source) from None
-
-
-def validate_options(model: type[BaseModel], raw: dict[str, Any], source: str) -> BaseModel:
-    """Validate a task's ``task_options`` section against the task's own typed model."""
-    try:
-        return model.model_validate(raw)
-    except ValidationError as e:
-        raise _format_validation_error(e, source, prefix="task_options.") from None
+        raise _config_error(e, source, origins) from None
 
 
 def dump_yaml(cfg: RunConfig) -> str:
+    import yaml
+
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def parse_value(text: str) -> Any:
+    """Parse a ``--set`` value the way YAML would (numbers, booleans, null, lists)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
 
 
 def resolve(
     task: str | None,
     recipe: str | None,
     flags: dict[str, Any],
-    sets: list[str],
+    sets: list[str] | dict[str, Any] = (),
     default_recipe: bool = True,
+    flag_names: dict[str, str] | None = None,
 ) -> tuple[RunConfig, str]:
-    """Recipe (named, file, or the task's default) -> flags -> ``--set`` -> validated config.
+    """Recipe (named, file, or the task's demo) -> flags -> ``--set`` -> validated config.
 
-    ``flags`` maps dotted keys (``training.epochs``) to values; ``None`` values are
-    flags the user did not pass.
+    ``flags`` maps dotted keys (``training.epochs``) to values; ``None`` values are flags the user
+    did not pass. ``sets`` are ``--set`` items (``"key=value"`` strings, or a mapping of dotted keys to
+    values from the Python API). ``flag_names`` says how each flag was written (``--epochs``), so a
+    bad value is blamed on the flag rather than the recipe. Returns the config and the recipe's path
+    (or ``"command line"``).
     """
-    from ftkit.recipes import load_recipe
-    from ftkit.tasks import DEFAULT_RECIPES, get_task_class
+    from ftkit.tasks import get_task_class
 
     if recipe is None:
         if task is None:
             raise FtkitError("no task given", hint="pass --task ner (or --recipe NAME_OR_FILE)")
-        get_task_class(task)  # unknown task -> clear error
-        recipe = DEFAULT_RECIPES.get(task) if default_recipe else None
+        recipe = get_task_class(task).demo_recipe if default_recipe else None  # unknown task -> clear error
     if recipe is not None:
         path, raw = load_recipe(recipe)
         source = str(path)
@@ -178,12 +181,16 @@ def resolve(
         if raw.get("task") not in (None, task):
             raise FtkitError(f"recipe is for task '{raw.get('task')}', not '{task}'", file=source)
         raw["task"] = task
+    origins: dict[str, str] = {}
     for key, value in flags.items():
         if value is not None:
             apply_override(raw, key, value)
-    for item in sets:
-        key, value = parse_set_option(item)
+            origins[key] = (flag_names or {}).get(key) or f"--{key.rpartition('.')[2].replace('_', '-')}"
+    items = [(k, v, f"{k}={v!r}") for k, v in sets.items()] if isinstance(sets, dict) else [
+        (*parse_set_option(item), f"--set {item}") for item in sets]
+    for key, value, how in items:
         apply_override(raw, key, value)
+        origins[key] = how
     if "task" not in raw:
         raise FtkitError("the recipe names no task", file=source, hint="add `task: ner` or pass --task")
-    return validate(raw, source), source
+    return validate(raw, source, origins), source

@@ -46,3 +46,45 @@ class FtkitError(Exception):
             text += f" (hint: {self.hint})"
         # One line, whatever the message contained.
         return " ".join(text.split())
+
+
+def from_validation_error(err, source: str | None = None, prefix: str = "",
+                          origins: dict[str, str] | None = None, known: dict[str, list[str]] | None = None) -> FtkitError:
+    """One :class:`FtkitError` for a pydantic ``ValidationError``: every problem with its dotted key.
+
+    ``origins`` maps dotted keys set on the command line (or through the Python API) to how the
+    user wrote them (``--set task_options.tag_scheme=x``, ``--epochs``): a problem under such a key
+    is blamed on it, not on the recipe ``source``. ``known`` maps a section (``task_options``) to
+    its valid keys, for a did-you-mean hint on unknown keys.
+    """
+    import difflib
+
+    parts, hints, unblamed = [], [], 0
+    for e in err.errors():
+        path = prefix + (".".join(str(p) for p in e["loc"]) or "<root>")
+        if e["type"] == "extra_forbidden":
+            text = f"unknown key '{path}'"
+            section, _, leaf = path.rpartition(".")
+            if known and section in known:
+                close = difflib.get_close_matches(leaf, known[section], n=1)
+                hints.append((f"did you mean '{section}.{close[0]}'? " if close else "")
+                             + f"{section} keys: {', '.join(known[section])}")
+        else:
+            got = e.get("input")
+            shown = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
+            msg = e["msg"]
+            if e["type"] == "value_error":
+                msg = msg.removeprefix("Value error, ")
+            text = f"'{path}': {msg}{shown}"
+        origin = None
+        for key, how in (origins or {}).items():
+            if path == key or path.startswith(key + ".") or key.startswith(path + "."):
+                origin = how
+        if origin:
+            text = f"{origin}: {text}"
+        else:
+            unblamed += 1
+        parts.append(text)
+    # the recipe file is named only when it holds at least one of the problems
+    return FtkitError("; ".join(parts), file=source if unblamed else None,
+                      hint="; ".join(dict.fromkeys(hints)) or None)

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ftkit.engine import find_model_dir
+from ftkit.engine.run_folder import RECIPE_FILE, RUN_FILE, find_model_dir, task_of
 from ftkit.errors import FtkitError
 
 
@@ -60,16 +60,14 @@ def _card(meta: dict[str, Any], model_meta: dict[str, Any], recipe: str, evals: 
 
 
 def export_run(run_dir: Path, output: Path, overwrite: bool = False) -> Path:
-    from ftkit.engine import task_of
-
     mdir = find_model_dir(run_dir)
     if output.exists() and (not output.is_dir() or any(output.iterdir())) and not overwrite:
         raise FtkitError("export folder exists and is not empty", file=output, hint="pass --overwrite to replace it")
-    task, model_meta = task_of(mdir)
+    task, _, model_meta = task_of(mdir)
     run_meta = {}
-    if (run_dir / "run.json").exists():
-        run_meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    recipe = (run_dir / "recipe.yaml").read_text(encoding="utf-8") if (run_dir / "recipe.yaml").exists() else ""
+    if (run_dir / RUN_FILE).exists():
+        run_meta = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+    recipe = (run_dir / RECIPE_FILE).read_text(encoding="utf-8") if (run_dir / RECIPE_FILE).exists() else ""
     evals = {}
     for f in sorted(run_dir.glob("eval_*.json")):
         evals[f.stem[5:]] = json.loads(f.read_text(encoding="utf-8"))

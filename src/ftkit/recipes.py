@@ -52,8 +52,30 @@ def resolve_packaged(path: str) -> str:
     return path
 
 
-def load_recipe(name_or_path: str) -> tuple[Path, dict[str, Any]]:
-    from ftkit.config import load_yaml
+def load_yaml(path: Path) -> dict[str, Any]:
+    """A recipe file as a mapping; every problem is one :class:`FtkitError` naming the file (and line)."""
+    import yaml
 
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise FtkitError(f"recipe is not valid UTF-8 ({e.reason})", file=path) from None
+    except OSError as e:
+        raise FtkitError(f"cannot read recipe: {e.strerror}", file=path) from None
+    try:
+        data = yaml.safe_load(text)  # safe loader: a recipe can never name Python objects
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(e, "problem", None) or str(e)
+        raise FtkitError(f"invalid YAML: {problem}", file=path, line=line) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise FtkitError("a recipe must be a mapping of keys to values", file=path)
+    return data
+
+
+def load_recipe(name_or_path: str) -> tuple[Path, dict[str, Any]]:
     path = find_recipe(name_or_path)
     return path, load_yaml(path)

@@ -28,7 +28,7 @@ class Report:
 
 
 def validate_data(cfg: RunConfig, model: str | None = None) -> Report:
-    from ftkit.engine import make_task
+    from ftkit.tasks import make_task
 
     task = make_task(cfg.task, cfg.task_options)
     report = Report()
@@ -36,20 +36,21 @@ def validate_data(cfg: RunConfig, model: str | None = None) -> Report:
     paths = {"train": d.train, "validation": d.validation, "test": d.test}
     if not any(paths.values()):
         raise FtkitError("no data to validate", hint="pass --train/--validation/--test FILE")
-    splits = {}
-    for name, path in paths.items():
+    splits, labels = {}, None
+    for name, path in paths.items():  # train first: its data decides options the other splits are read with
         if not path:
             continue
         try:
             splits[name] = task.read(path, name, d.format, d.encoding)
         except FtkitError as e:
             report.errors.append(e.one_line())
-    labels = None
-    if "train" in splits:
-        try:
-            labels = task.labels(splits["train"])
-        except FtkitError as e:
-            report.errors.append(f"{d.train}: {e.one_line()}")
+            continue
+        if name == "train":
+            try:
+                labels = task.labels(splits["train"])
+                task = task.with_options(task.resolve_options(splits["train"], None))
+            except FtkitError as e:
+                report.errors.append(f"{d.train}: {e.one_line()}")
     for name, ds in splits.items():
         report.summary[name] = task.data_summary(ds, name)
         report.warnings += [f"{where}: {msg}" for where, msg in task.lint(ds, name)]
@@ -64,13 +65,15 @@ def validate_data(cfg: RunConfig, model: str | None = None) -> Report:
 
 
 def _check_lengths(task, cfg: RunConfig, model: str, splits, labels, report: Report) -> None:
-    from ftkit.families import load_config, load_tokenizer, max_length_for
+    from ftkit.engine.models import resolve_facts
+    from ftkit.families import load_config, load_tokenizer
 
     info = load_config(model)
     tokenizer = load_tokenizer(info)
-    max_length = max_length_for(info, tokenizer, cfg.training.max_length)
+    task, facts = resolve_facts(task, splits["train"], labels, info, tokenizer, cfg.training.max_length)
+    max_length = facts.max_length
     for name, ds in splits.items():
-        features = task.encode(ds, tokenizer, labels, max_length, train=False)
+        features = task.encode(ds, tokenizer, facts, train=False)
         windows = Counter(features["example_id"])
         long = sum(1 for n in windows.values() if n > 1)
         report.summary[name]["longer_than_window"] = long

@@ -27,6 +27,11 @@ class Record:
     index: int
     data: dict[str, Any]
 
+    @property
+    def where(self) -> str:
+        """``file:line`` for text files, ``file: record N`` otherwise (how every message names a record)."""
+        return f"{self.source}:{self.line}" if self.line is not None else f"{self.source}: record {self.index}"
+
     def error(self, message: str, hint: str | None = None) -> FtkitError:
         if self.line is not None:
             return FtkitError(message, file=self.source, line=self.line, hint=hint)

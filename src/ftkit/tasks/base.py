@@ -1,34 +1,70 @@
 """The task protocol: everything the engine needs to know about one task.
 
-The engine (``ftkit.engine``) is the only code that touches the Trainer; a task
-only says how to read its data, turn it into model features, pick a model head,
-turn model outputs back into user-facing predictions, and score them.
+A task is *stateless*. An instance holds only its options (a frozen pydantic model); every
+fact that depends on the data or the checkpoint is resolved once by the engine and passed
+to the methods explicitly as :class:`Facts` (labels, model family, window, resolved options),
+which is also what a model folder's ``ftkit.json`` records and what reloading reads back.
+No method changes the task, so one task object can serve N processes or N models at once.
 
 Data flow::
 
-    read(path)                 -> examples  (datasets.Dataset of raw, validated records)
-    encode(examples, ...)      -> features  (model inputs + an ``example_id`` column)
-    Trainer / predict loop     -> outputs   (per-feature arrays, see ``reduce_logits``)
-    decode(examples, features, outputs) -> predictions (one per example, word/char level)
-    score(examples, predictions)        -> metrics dict (fractions 0-1, ``per_label``)
+    read(path, split)               -> examples  (datasets.Dataset of raw, validated records)
+    labels(train), resolve_options(train, family)       -> Facts (engine, once per run)
+    prepare_tokenizer(tokenizer, facts)                 (markers, language codes; idempotent)
+    encode(examples, tokenizer, facts, train)           -> features (model inputs + ``example_id``)
+    Trainer / predict loop           -> outputs   (per-feature arrays, see ``reduce_logits``)
+    decode(examples, features, outputs, facts)          -> predictions (one per example)
+    score(examples, predictions, facts)                 -> metrics dict (fractions 0-1, ``per_label``)
 
 Generative tasks (``generates = True``) make their outputs with ``model.generate``
-instead of from logits: ``generate(model, tokenizer, features, batch_size)`` returns
-one output per feature, in feature order, and the engine uses it both for the
-per-epoch validation during training and for eval/predict (see ``ftkit.generation``
-for the shared batched, length-sorted loop).
+instead of from logits: ``generate(model, tokenizer, features, facts, batch_size)`` returns
+one output per feature, in feature order (see ``ftkit.generation`` and ``ftkit.text2text``).
+
+A new task -- built in or a plugin (entry point group ``ftkit.tasks``) -- is one module with
+a subclass of :class:`Task`; the engine, the CLI and the Python API need no change.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 
 class TaskOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A task's ``task_options``: typed, unknown keys rejected, frozen once built."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the engine resolves once per run and every later step reads.
+
+    ``labels`` come from the training data, ``family`` and ``max_length`` (the sub-token window)
+    from the checkpoint, ``options`` are the task options with every data- or family-dependent
+    choice made (``pooling: auto`` -> ``entity_start``, SQuAD version detected, ...).
+    Written to ``ftkit.json`` (:meth:`to_meta`), read back on reload.
+    """
+
+    task: str
+    labels: tuple[str, ...]
+    family: str
+    max_length: int
+    options: TaskOptions = field(compare=True)
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {lab: i for i, lab in enumerate(self.labels)}
+
+    def to_meta(self) -> dict[str, Any]:
+        return {"task": self.task, "task_options": self.options.model_dump(mode="json"), "labels": list(self.labels),
+                "family": self.family, "max_length": self.max_length}
+
+    def with_options(self, options: TaskOptions) -> Facts:
+        return replace(self, options=options)
 
 
 class Task(ABC):
@@ -42,12 +78,29 @@ class Task(ABC):
     #: outputs come from ``model.generate`` (see ``generate``), not from logits
     generates: ClassVar[bool] = False
     Options: ClassVar[type[TaskOptions]] = TaskOptions
+    #: the recipe `ftkit finetune --task NAME` runs when no data is given (a built-in name or a YAML path)
+    demo_recipe: ClassVar[str | None] = None
+    #: feature columns the model receives; everything else (example_id, length, offsets...) stays behind
+    model_columns: ClassVar[tuple[str, ...]] = ("input_ids", "attention_mask", "token_type_ids", "labels")
+    #: how labels are padded in a batch: one per example, one per token (-100), or target sequences (-100)
+    label_padding: ClassVar[Literal["none", "tokens", "seq2seq"]] = "none"
+    #: one line for `ftkit recipes` / `--task` help
+    description: ClassVar[str] = ""
 
     def __init__(self, options: TaskOptions | None = None) -> None:
-        self.options = options if options is not None else self.Options()
-        #: the model family this task instance serves (encoder | t5 | gpt | seq2seq); set by the
-        #: engine from the checkpoint before ``build_model``/``encode``, and from ftkit.json on reload
-        self.family: str | None = None
+        self._options = options if options is not None else self.Options()
+
+    @property
+    def options(self):
+        return self._options
+
+    def with_options(self, options: TaskOptions) -> Task:
+        """The same task with other options (a new object; this one is unchanged)."""
+        return type(self)(options)
+
+    def bind(self, facts: Facts) -> Task:
+        """The same task with the resolved options of ``facts``."""
+        return self.with_options(facts.options)
 
     # ---- data -------------------------------------------------------------
     @abstractmethod
@@ -59,7 +112,16 @@ class Task(ABC):
 
     @abstractmethod
     def labels(self, train) -> list[str]:
-        """The label set, taken from the training split."""
+        """The label set, taken from the (whole) training split."""
+
+    def resolve_options(self, train, family: str | None) -> TaskOptions:
+        """The options with every choice that depends on the training data or the model family made.
+
+        ``family`` is None while only the data is known (the engine resolves the data's choices before
+        it reads the evaluation splits, then everything once the checkpoint is loaded): leave
+        family-dependent choices as they are then. Resolving resolved options changes nothing.
+        """
+        return self.options
 
     def check_labels(self, examples, labels: list[str], source: str) -> None:
         """Raise if an evaluation split uses a label never seen in training."""
@@ -96,10 +158,17 @@ class Task(ABC):
 
     # ---- model ------------------------------------------------------------
     @abstractmethod
-    def build_model(self, info, labels: list[str], tokenizer):
-        """A model with this task's head for the checkpoint's family."""
+    def build_model(self, info, facts: Facts, tokenizer):
+        """A model with this task's head for the checkpoint (``info``: ``ftkit.families.ModelInfo``)."""
 
-    def load_model(self, path: str, meta: dict[str, Any] | None = None, **kwargs):
+    def prepare_tokenizer(self, tokenizer, facts: Facts) -> None:
+        """Make a tokenizer ready for this task (special tokens, language codes); must be idempotent.
+
+        Called on the base checkpoint's tokenizer before encoding and on a trained model's tokenizer
+        when it is loaded again.
+        """
+
+    def load_model(self, path: str, facts: Facts, meta: dict[str, Any] | None = None, **kwargs):
         """The trained model saved in ``path`` (a run's ``model/`` or an export), for eval and predict.
 
         ``meta`` is the folder's ftkit.json (its ``auto_class`` wins over the task's);
@@ -112,19 +181,25 @@ class Task(ABC):
 
     # ---- features ---------------------------------------------------------
     @abstractmethod
-    def encode(self, examples, tokenizer, labels: list[str], max_length: int, train: bool):
-        """Model features with an ``example_id`` column pointing back to ``examples``."""
+    def encode(self, examples, tokenizer, facts: Facts, train: bool):
+        """Model features with an ``example_id`` column pointing back to ``examples`` and a ``length``
+        column (sub-tokens, for length-grouped batches)."""
 
-    def collator(self, tokenizer):
-        from transformers import DataCollatorWithPadding
+    @property
+    def float_labels(self) -> bool:
+        """Labels go to the model as floats (multi-label BCE, regression)."""
+        return False
 
-        return DataCollatorWithPadding(tokenizer)
+    def collator(self, tokenizer, facts: Facts):
+        from ftkit.data.collate import ColumnCollator
 
-    def reduce_logits(self, logits, labels):
+        return ColumnCollator(tokenizer, self.model_columns, self.label_padding, self.float_labels)
+
+    def reduce_logits(self, logits, facts: Facts):
         """Shrink raw logits before they are gathered for ``decode`` (runs per batch)."""
-        return logits
+        return logits[0] if isinstance(logits, tuple) else logits
 
-    def generate(self, model, tokenizer, features, batch_size: int) -> list[Any]:
+    def generate(self, model, tokenizer, features, facts: Facts, batch_size: int) -> list[Any]:
         """Generative tasks: one output per feature (in feature order), made with ``model.generate``.
 
         Called for the per-epoch validation and by eval/predict; ``decode`` turns the outputs into
@@ -133,7 +208,7 @@ class Task(ABC):
         raise NotImplementedError(f"task {self.name} does not generate")
 
     # ---- saved model ------------------------------------------------------
-    def export_info(self, model, tokenizer) -> dict[str, Any]:
+    def export_info(self, model, tokenizer, facts: Facts) -> dict[str, Any]:
         """Keys recorded in the model folder's ftkit.json: the class that loads *this* model
         (it may depend on the family) and anything a user needs to call it (e.g. a prompt format)."""
         return {"auto_class": self.auto_class, "pipeline_task": self.pipeline_task}
@@ -150,11 +225,11 @@ class Task(ABC):
 
     # ---- outputs ----------------------------------------------------------
     @abstractmethod
-    def decode(self, examples, features, outputs, labels: list[str]) -> list[Any]:
+    def decode(self, examples, features, outputs, facts: Facts) -> list[Any]:
         """One user-level prediction per example."""
 
     @abstractmethod
-    def score(self, examples, predictions: list[Any], labels: list[str]) -> dict[str, Any]:
+    def score(self, examples, predictions: list[Any], facts: Facts) -> dict[str, Any]:
         """Metrics (fractions 0-1 unless the metric's own convention differs, e.g. BLEU 0-100)."""
 
     def format_table(self, metrics: dict[str, Any]) -> str:

@@ -32,10 +32,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from ftkit.data.records import Record, detect_format, iter_records, read_text
+from ftkit.data.records import detect_format, iter_records, read_text
 from ftkit.errors import FtkitError
 from ftkit.recipes import resolve_packaged
-from ftkit.tasks.base import Task, TaskOptions
+from ftkit.tasks.base import Facts, Task, TaskOptions
 
 LINE_FORMATS = ("label_text", "trec_coarse", "trec_fine")
 STRUCTURED = ("jsonl", "csv", "tsv", "parquet", "disk", "hub")
@@ -75,10 +75,6 @@ def _sort_labels(labels) -> list[str]:
     return sorted(labels)
 
 
-def _where(rec: Record) -> str:
-    return f"{rec.source}:{rec.line}" if rec.line is not None else f"{rec.source}: record {rec.index}"
-
-
 def _error_at(where: str, message: str, hint: str | None = None) -> FtkitError:
     """An error for a location already formatted as ``file:line`` or ``file: record N``."""
     return FtkitError(f"{where}: {message}", hint=hint)
@@ -93,11 +89,12 @@ class ClassificationTask(Task):
     auto_class = "AutoModelForSequenceClassification"
     best_metric = "f1"
     Options = ClassificationOptions
+    demo_recipe = "classification-demo"
+    description = "text classification, single- or multi-label, text or text pair (scikit-learn metrics)"
 
-    def __init__(self, options: ClassificationOptions | None = None) -> None:
-        super().__init__(options)
-        # labels of the training *file*, before any validation_fraction split or max_train_examples
-        self.train_file_labels: set[str] = set()
+    @property
+    def float_labels(self) -> bool:
+        return self.options.multi_label  # BCE on multi-hot targets
 
     # ---- data -------------------------------------------------------------
     def _label(self, value: Any, where: str) -> str | list[str]:
@@ -159,7 +156,7 @@ class ClassificationTask(Task):
         needed = [c for c in (o.text_column, o.text_pair_column, o.label_column) if c is not None]
         rows = []
         for rec in iter_records(path, fmt, split, encoding):
-            d, where = rec.data, _where(rec)
+            d, where = rec.data, rec.where
             for key in needed:
                 if key not in d:
                     have = ", ".join(map(str, d)) or "nothing"
@@ -257,7 +254,6 @@ class ClassificationTask(Task):
                 hint="a class needs examples to be learnt and scored; fix the labels, or allow it with "
                      "--set task_options.min_examples_per_label=1",
             )
-        self.train_file_labels = set(counts)
 
     def _example_labels(self, examples) -> list[list[str]]:
         if self.options.multi_label:
@@ -265,7 +261,7 @@ class ClassificationTask(Task):
         return [[x] for x in examples["label"]]
 
     def labels(self, train) -> list[str]:
-        seen = {lab for labs in self._example_labels(train) for lab in labs} | self.train_file_labels
+        seen = {lab for labs in self._example_labels(train) for lab in labs}
         names = self.options.label_names
         if names is not None:
             ordered = list(dict.fromkeys(names.values()))
@@ -295,7 +291,7 @@ class ClassificationTask(Task):
         return summary
 
     # ---- model ------------------------------------------------------------
-    def build_model(self, info, labels: list[str], tokenizer):
+    def build_model(self, info, facts: Facts, tokenizer):
         from transformers import AutoModelForSequenceClassification
 
         kwargs: dict[str, Any] = {}
@@ -304,18 +300,14 @@ class ClassificationTask(Task):
         if tokenizer.pad_token_id is not None:
             kwargs["pad_token_id"] = tokenizer.pad_token_id  # GPT-2 finds the last non-pad token
         return AutoModelForSequenceClassification.from_pretrained(
-            info.path,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={lab: i for i, lab in enumerate(labels)},
-            **kwargs,
-            **info.load_kwargs,
+            info.path, num_labels=len(facts.labels), id2label=dict(enumerate(facts.labels)),
+            label2id=facts.label2id, **kwargs, **info.load_kwargs,
         )
 
     # ---- features ---------------------------------------------------------
-    def encode(self, examples, tokenizer, labels: list[str], max_length: int, train: bool):
+    def encode(self, examples, tokenizer, facts: Facts, train: bool):
         o = self.options
-        label2id = {lab: i for i, lab in enumerate(labels)}
+        labels, max_length, label2id = facts.labels, facts.max_length, facts.label2id
         has_labels = "label" in examples.column_names
         pair = "text_pair" in examples.column_names
         window = o.long_text == "window"
@@ -362,23 +354,7 @@ class ClassificationTask(Task):
                   file=sys.stderr, flush=True)
         return features
 
-    def collator(self, tokenizer):
-        from transformers import DataCollatorWithPadding
-
-        base = DataCollatorWithPadding(tokenizer)
-        keep = ("input_ids", "attention_mask", "token_type_ids", "labels")
-        multi = self.options.multi_label
-
-        def collate(features):
-            # bookkeeping columns (example_id, length) never reach the model
-            batch = base([{k: v for k, v in f.items() if k in keep} for f in features])
-            if multi and "labels" in batch:
-                batch["labels"] = batch["labels"].float()
-            return batch
-
-        return collate
-
-    def reduce_logits(self, logits, labels):
+    def reduce_logits(self, logits, facts: Facts):
         if isinstance(logits, tuple):  # T5: (logits, encoder states, ...)
             logits = logits[0]
         return logits.float()
@@ -394,8 +370,9 @@ class ClassificationTask(Task):
         np.add.at(counts, ids, 1)
         return sums / np.maximum(counts, 1)[:, None], counts.astype(int)
 
-    def decode(self, examples, features, outputs, labels: list[str]) -> list[dict[str, Any]]:
+    def decode(self, examples, features, outputs, facts: Facts) -> list[dict[str, Any]]:
         """Per example: ``label`` (a list of labels for multi-label), ``probabilities`` per label, ``windows``."""
+        labels = facts.labels
         logits, windows = self.pooled_logits(len(examples), features, outputs)
         if self.options.multi_label:
             probs = 1.0 / (1.0 + np.exp(-logits))
@@ -412,7 +389,8 @@ class ClassificationTask(Task):
                            "windows": int(w)})
         return result
 
-    def score(self, examples, predictions: list[dict[str, Any]], labels: list[str]) -> dict[str, Any]:
+    def score(self, examples, predictions: list[dict[str, Any]], facts: Facts) -> dict[str, Any]:
+        labels = list(facts.labels)
         if self.options.multi_label:
             return self._score_multi(examples, predictions, labels)
         from sklearn.metrics import (accuracy_score, classification_report, confusion_matrix, f1_score,

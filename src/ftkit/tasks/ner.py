@@ -22,7 +22,7 @@ from ftkit.data.conll import TAG_RE, detect_scheme, read_conll, to_iob2
 from ftkit.data.records import detect_format, iter_records
 from ftkit.errors import FtkitError
 from ftkit.recipes import resolve_packaged
-from ftkit.tasks.base import Task, TaskOptions
+from ftkit.tasks.base import Facts, Task, TaskOptions
 
 WORD_RE = re.compile(r"\w+(?:[-'’.]\w+)*|[^\w\s]", re.UNICODE)
 
@@ -119,10 +119,9 @@ class NerTask(Task):
     auto_class = "AutoModelForTokenClassification"
     best_metric = "f1"
     Options = NerOptions
-
-    def __init__(self, options: NerOptions | None = None) -> None:
-        super().__init__(options)
-        self.schemes: dict[str, str] = {}
+    demo_recipe = "ner-demo"
+    label_padding = "tokens"
+    description = "named-entity recognition (CoNLL/JSONL/CSV/Parquet; seqeval entity F1)"
 
     # ---- data -------------------------------------------------------------
     def _sentences(self, path: str, split: str, fmt: str, encoding: str) -> list[dict[str, Any]]:
@@ -159,8 +158,7 @@ class NerTask(Task):
             for t in tags:
                 if not TAG_RE.match(t):
                     raise rec.error(f"invalid tag {t!r}", hint="tags are O or B-/I-/E-/S- followed by a type")
-            where = f"{rec.source}:{rec.line}" if rec.line is not None else f"{rec.source}: record {rec.index}"
-            rows.append({"tokens": tokens, "tags": tags, "source": where})
+            rows.append({"tokens": tokens, "tags": tags, "source": rec.where})
         if not rows:
             raise FtkitError("no sentences found", file=path)
         return rows
@@ -169,12 +167,13 @@ class NerTask(Task):
         from datasets import Dataset
 
         rows = self._sentences(path, split, fmt, encoding)
-        scheme = self.options.tag_scheme
-        if scheme == "auto":
-            scheme = detect_scheme(r["tags"] for r in rows)
-        self.schemes[split] = scheme
+        declared = self.options.tag_scheme
         for r in rows:
-            r["tags"] = to_iob2(r["tags"], scheme)
+            # Each sentence is normalised on its own evidence (E-/S- tags: BIOES; a chunk opened by I-: IOB1).
+            # That equals detecting one scheme for the whole file: the BIOES conversion includes the IOB1 one,
+            # which changes nothing in IOB2. The input scheme is kept per sentence for the data summary.
+            r["tag_scheme"] = declared if declared != "auto" else detect_scheme([r["tags"]])
+            r["tags"] = to_iob2(r["tags"], r["tag_scheme"])
         return Dataset.from_list(rows)
 
     def labels(self, train) -> list[str]:
@@ -206,29 +205,26 @@ class NerTask(Task):
         from collections import Counter
 
         counts = Counter(t[2:] for tags in examples["tags"] for t in tags if t.startswith("B-"))
+        schemes = set(examples["tag_scheme"]) if "tag_scheme" in examples.column_names else set()
         return {
             "sentences": len(examples),
-            **({"tag_scheme": self.schemes[split]} if split in self.schemes else {}),
+            **({"tag_scheme": next(s for s in ("bioes", "iob1", "iob2") if s in schemes)} if schemes else {}),
             "tokens": sum(len(t) for t in examples["tokens"]),
             "entities": dict(sorted(counts.items())),
         }
 
     # ---- model ------------------------------------------------------------
-    def build_model(self, info, labels: list[str], tokenizer):
+    def build_model(self, info, facts: Facts, tokenizer):
         from transformers import AutoModelForTokenClassification
 
-        model = AutoModelForTokenClassification.from_pretrained(
-            info.path,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={lab: i for i, lab in enumerate(labels)},
-            **info.load_kwargs,
+        return AutoModelForTokenClassification.from_pretrained(
+            info.path, num_labels=len(facts.labels), id2label=dict(enumerate(facts.labels)),
+            label2id=facts.label2id, **info.load_kwargs,
         )
-        return model
 
     # ---- features ---------------------------------------------------------
-    def encode(self, examples, tokenizer, labels: list[str], max_length: int, train: bool):
-        label2id = {lab: i for i, lab in enumerate(labels)}
+    def encode(self, examples, tokenizer, facts: Facts, train: bool):
+        labels, max_length, label2id = facts.labels, facts.max_length, facts.label2id
         inside = [label2id.get("I-" + lab[2:], i) if lab.startswith("B-") else i for i, lab in enumerate(labels)]
         budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
         stride = min(self.options.window_stride, budget // 2)
@@ -293,19 +289,7 @@ class NerTask(Task):
             desc="Tokenizing",
         )
 
-    def collator(self, tokenizer):
-        from transformers import DataCollatorForTokenClassification
-
-        base = DataCollatorForTokenClassification(tokenizer)
-
-        def collate(features):
-            # bookkeeping columns never reach the model
-            return base([{k: v for k, v in f.items() if k in ("input_ids", "attention_mask", "token_type_ids", "labels")}
-                         for f in features])
-
-        return collate
-
-    def reduce_logits(self, logits, labels):
+    def reduce_logits(self, logits, facts: Facts):
         import torch
 
         if isinstance(logits, tuple):
@@ -315,8 +299,9 @@ class NerTask(Task):
         return torch.stack([pred.float(), score], dim=-1)
 
     # ---- outputs ----------------------------------------------------------
-    def decode(self, examples, features, outputs, labels: list[str]) -> list[list[tuple[str, float]]]:
+    def decode(self, examples, features, outputs, facts: Facts) -> list[list[tuple[str, float]]]:
         """Per example, one ``(tag, score)`` per word; words with no sub-token get ``("O", 0.0)``."""
+        labels = facts.labels
         outputs = np.asarray(outputs)
         n_words = [len(t) for t in examples["tokens"]]
         per_example: dict[int, list[tuple[int, int, list]]] = {}
@@ -337,7 +322,7 @@ class NerTask(Task):
             result.append([w if w is not None else ("O", 0.0) for w in words])
         return result
 
-    def score(self, examples, predictions, labels: list[str]) -> dict[str, Any]:
+    def score(self, examples, predictions, facts: Facts) -> dict[str, Any]:
         from seqeval.metrics import accuracy_score, classification_report, f1_score, precision_score, recall_score
 
         y_true = [list(t) for t in examples["tags"]]

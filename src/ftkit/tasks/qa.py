@@ -35,7 +35,7 @@ from pydantic import Field, field_validator
 from ftkit.data.records import detect_format, iter_records, read_text
 from ftkit.errors import FtkitError
 from ftkit.recipes import resolve_packaged
-from ftkit.tasks.base import Task, TaskOptions
+from ftkit.tasks.base import Facts, Task, TaskOptions
 
 SLICE_RE = re.compile(r"^\s*(-?\d+)?\s*(:)?\s*(-?\d+)?\s*$")
 LABELS = ["start", "end"]
@@ -303,7 +303,7 @@ def read_flat(path: str, fmt: str, split: str, encoding: str, articles: str | No
         texts, starts = parsed
         row = _check_question(qid, str(d.get("title") or ""), d.get("question"), d.get("context"), texts, starts,
                               err)
-        row["source"] = f"{rec.source}:{rec.line}" if rec.line is not None else f"{rec.source}: record {rec.index}"
+        row["source"] = rec.where
         rows.append(row)
     return rows
 
@@ -362,6 +362,9 @@ class QaTask(Task):
     auto_class = "AutoModelForQuestionAnswering"
     best_metric = "f1"
     Options = QaOptions
+    demo_recipe = "qa-demo"
+    model_columns = ("input_ids", "attention_mask", "token_type_ids", "start_positions", "end_positions")
+    description = "extractive question answering (SQuAD v1.1/v2.0; official exact match and F1)"
 
     # ---- data -------------------------------------------------------------
     def read(self, path: str, split: str, fmt: str = "auto", encoding: str = "utf-8"):
@@ -384,9 +387,9 @@ class QaTask(Task):
         if not rows:
             raise FtkitError("no questions found", file=path)
 
+        for r in rows:
+            r["squad_v2"] = declared_v2  # the file says "version": "2.0" (read by resolve_options)
         no_answer = [r for r in rows if not r["answers"]["text"]]
-        if o.version_2_with_negative is None and split == "train":
-            o.version_2_with_negative = bool(no_answer) or declared_v2
         if no_answer and o.version_2_with_negative is False:
             raise FtkitError(
                 f"{len(no_answer)} question{'s have' if len(no_answer) > 1 else ' has'} no answer "
@@ -417,8 +420,16 @@ class QaTask(Task):
     def version_2(self) -> bool:
         return bool(self.options.version_2_with_negative)
 
+    def resolve_options(self, train, family: str | None) -> QaOptions:
+        """SQuAD 2.0 (questions may have no answer) unless set: detected from the training data -- any
+        question without an answer, or a file that declares version 2."""
+        if self.options.version_2_with_negative is not None:
+            return self.options
+        detected = any(not a["text"] for a in train["answers"]) or any(train["squad_v2"])
+        return self.options.model_copy(update={"version_2_with_negative": detected})
+
     # ---- model ------------------------------------------------------------
-    def build_model(self, info, labels: list[str], tokenizer):
+    def build_model(self, info, facts: Facts, tokenizer):
         from transformers import AutoModelForQuestionAnswering
 
         return AutoModelForQuestionAnswering.from_pretrained(
@@ -427,8 +438,8 @@ class QaTask(Task):
         )
 
     # ---- features ---------------------------------------------------------
-    def encode(self, examples, tokenizer, labels: list[str], max_length: int, train: bool):
-        o = self.options
+    def encode(self, examples, tokenizer, facts: Facts, train: bool):
+        o, max_length = self.options, facts.max_length
         layout = null_layout(tokenizer)
         extra = 1 if layout == "append" else 0
         room = max_length - tokenizer.num_special_tokens_to_add(pair=True) - extra
@@ -478,26 +489,14 @@ class QaTask(Task):
         return examples.map(encode_batch, batched=True, with_indices=True, remove_columns=examples.column_names,
                             desc="Tokenizing")
 
-    def collator(self, tokenizer):
-        from transformers import DataCollatorWithPadding
-
-        base = DataCollatorWithPadding(tokenizer)
-        keep = ("input_ids", "attention_mask", "token_type_ids", "start_positions", "end_positions")
-
-        def collate(features):
-            # bookkeeping columns (offsets, example_id, ...) never reach the model
-            return base([{k: v for k, v in f.items() if k in keep} for f in features])
-
-        return collate
-
-    def reduce_logits(self, logits, labels):
+    def reduce_logits(self, logits, facts: Facts):
         import torch
 
         # (start_logits, end_logits, ...extra outputs such as T5's encoder states) -> [batch, len, 2]
         return torch.stack([logits[0].float(), logits[1].float()], dim=-1)
 
     # ---- outputs ----------------------------------------------------------
-    def decode(self, examples, features, outputs, labels: list[str]) -> list[dict[str, Any]]:
+    def decode(self, examples, features, outputs, facts: Facts) -> list[dict[str, Any]]:
         """Per question: ``{text, start, end, score}``; ``text`` is "" (start/end None) for no answer."""
         o = self.options
         outputs = np.asarray(outputs, dtype=np.float32)
@@ -546,7 +545,7 @@ class QaTask(Task):
                 results.append({"text": context[cs:ce], "start": cs, "end": ce, "score": float(probs[0])})
         return results
 
-    def score(self, examples, predictions, labels: list[str]) -> dict[str, Any]:
+    def score(self, examples, predictions, facts: Facts) -> dict[str, Any]:
         golds = [a["text"] for a in examples["answers"]]
         version_2 = self.version_2 or any(not g for g in golds)
         m = squad_scores(golds, [p["text"] for p in predictions], version_2)

@@ -40,7 +40,7 @@ from pydantic import Field
 from ftkit.data.records import detect_format, iter_records, read_text
 from ftkit.errors import FtkitError
 from ftkit.recipes import resolve_packaged
-from ftkit.tasks.base import Task, TaskOptions
+from ftkit.tasks.base import Facts, Task, TaskOptions
 
 E1, E1_END, E2, E2_END = MARKERS = ("<e1>", "</e1>", "<e2>", "</e2>")
 MARKER_RE = re.compile(r"</?e[12]>")
@@ -336,6 +336,8 @@ class RelationTask(Task):
     pipeline_task = "text-classification"
     best_metric = "f1"
     Options = RelationOptions
+    demo_recipe = "relation-demo"
+    description = "relation extraction between two marked entities (official SemEval-2010 Task 8 macro-F1)"
 
     @property
     def auto_class(self) -> str:  # type: ignore[override]
@@ -357,7 +359,7 @@ class RelationTask(Task):
         if fmt == "semeval":
             rows = read_semeval(path, encoding)
         else:
-            rows = [self.record_to_row(rec.data, rec.error, _where(rec), require_label=True)
+            rows = [self.record_to_row(rec.data, rec.error, rec.where, require_label=True)
                     for rec in iter_records(path, fmt, split, encoding)]
         if not rows:
             raise FtkitError("no examples found", file=path)
@@ -439,19 +441,22 @@ class RelationTask(Task):
                 "labels": dict(sorted(counts.items()))}
 
     # ---- model ------------------------------------------------------------
-    def resolve_pooling(self, family: str) -> str:
-        if self.options.pooling == "auto":
-            return "entity_start" if family == "encoder" else "cls"
-        return self.options.pooling
+    def resolve_options(self, train, family: str | None) -> RelationOptions:
+        """``pooling: auto`` becomes the head this family gets (recorded in ftkit.json, used on reload)."""
+        if self.options.pooling != "auto" or family is None:
+            return self.options
+        return self.options.model_copy(update={"pooling": "entity_start" if family == "encoder" else "cls"})
 
-    def build_model(self, info, labels: list[str], tokenizer):
-        from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
-
+    def prepare_tokenizer(self, tokenizer, facts: Facts) -> None:
         # The markers join the tokenizer before anything is encoded; the engine's prepare_model
         # then grows the embedding matrix to len(tokenizer).
-        marker_ids = add_markers(tokenizer)
-        # the resolved choice is what ftkit.json records, and what eval/predict load
-        self.options.pooling = self.resolve_pooling(info.family)
+        add_markers(tokenizer)
+
+    def build_model(self, info, facts: Facts, tokenizer):
+        from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+        labels = facts.labels
+        marker_ids = add_markers(tokenizer)  # already added by prepare_tokenizer: just their ids
         if self.options.pooling == "cls":
             return AutoModelForSequenceClassification.from_pretrained(
                 info.path, num_labels=len(labels), id2label=dict(enumerate(labels)),
@@ -467,7 +472,7 @@ class RelationTask(Task):
         model.__class__ = entity_start_class(type(model))
         return model
 
-    def load_model(self, path: str, meta: dict[str, Any] | None = None, **kwargs):
+    def load_model(self, path: str, facts: Facts, meta: dict[str, Any] | None = None, **kwargs):
         from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
         if self.options.pooling != "entity_start":
@@ -480,8 +485,8 @@ class RelationTask(Task):
         return model
 
     # ---- features ---------------------------------------------------------
-    def encode(self, examples, tokenizer, labels: list[str], max_length: int, train: bool):
-        label2id = {lab: i for i, lab in enumerate(labels)}
+    def encode(self, examples, tokenizer, facts: Facts, train: bool):
+        max_length, label2id = facts.max_length, facts.label2id
         has_labels = "label" in examples.column_names and all(lab is not None for lab in examples["label"])
         types = self.options.entity_types
 
@@ -510,18 +515,7 @@ class RelationTask(Task):
         return examples.map(encode_batch, batched=True, with_indices=True, remove_columns=examples.column_names,
                             desc="Tokenizing")
 
-    def collator(self, tokenizer):
-        from transformers import DataCollatorWithPadding
-
-        base = DataCollatorWithPadding(tokenizer)
-        model_keys = ("input_ids", "attention_mask", "token_type_ids", "labels")
-
-        def collate(features):
-            return base([{k: v for k, v in f.items() if k in model_keys} for f in features])
-
-        return collate
-
-    def reduce_logits(self, logits, labels):
+    def reduce_logits(self, logits, facts: Facts):
         import torch
 
         if isinstance(logits, tuple):
@@ -529,8 +523,9 @@ class RelationTask(Task):
         return torch.softmax(logits.float(), dim=-1)
 
     # ---- outputs ----------------------------------------------------------
-    def decode(self, examples, features, outputs, labels: list[str]) -> list[tuple[str, dict[str, float]]]:
+    def decode(self, examples, features, outputs, facts: Facts) -> list[tuple[str, dict[str, float]]]:
         """Per example: (predicted label, {label: probability})."""
+        labels = facts.labels
         probs = np.asarray(outputs, dtype=np.float64)
         result: list[Any] = [None] * len(examples)
         for f_idx, ex_id in enumerate(features["example_id"]):
@@ -538,7 +533,8 @@ class RelationTask(Task):
             result[ex_id] = (labels[int(p.argmax())], dict(zip(labels, p.tolist())))
         return result
 
-    def score(self, examples, predictions, labels: list[str]) -> dict[str, Any]:
+    def score(self, examples, predictions, facts: Facts) -> dict[str, Any]:
+        labels = facts.labels
         neg = self.options.negative_label
         gold = list(examples["label"])
         pred = [p[0] for p in predictions]
@@ -659,10 +655,6 @@ class RelationTask(Task):
             "lines, or JSONL with `text` and `head`/`tail` character spans). A model trained with `pooling: cls`",
             "serves `pipeline(\"text-classification\")` directly.",
         ]
-
-
-def _where(rec) -> str:
-    return f"{rec.source}:{rec.line}" if rec.line is not None else f"{rec.source}: record {rec.index}"
 
 
 def _span(raw: Any, field: str) -> tuple[tuple[int, int], str]:

@@ -7,17 +7,12 @@ Data
   columns (``task_options.source_field``/``target_field``), ``en``/``de`` columns, or the HF
   ``translation: {en: ..., de: ...}`` form.
 
-Families
-- T5: ``AutoModelForSeq2SeqLM`` with a task prefix (``translate English to German: ``).
-- BART / Marian / mBART / M2M / NLLB (``seq2seq``): ``AutoModelForSeq2SeqLM``; where the tokenizer
-  has language codes (``src_lang``/``tgt_lang``) they are set, and generation is forced to start
-  with the target language code.
-- GPT-2 style decoders (``gpt``): ``source + separator`` is the prompt, the target and EOS follow;
-  the loss covers only the target (prompt labels are -100); prompts are left-padded for batched
-  generation, which stops at EOS.
-- Encoder-only checkpoints (``encoder``): warm-started encoder-decoder (BERT2BERT, Rothe et al.
-  2020) with ``EncoderDecoderModel.from_encoder_decoder_pretrained(ckpt, ckpt)``; the decoder
-  starts with [CLS] and ends with [SEP].
+Families (the model code is ``ftkit.text2text``, shared with any later generative task)
+- T5: a task prefix (``translate English to German: ``).
+- BART / Marian / mBART / M2M / NLLB: where the tokenizer has language codes (``src_lang``/``tgt_lang``)
+  they are set, and generation is forced to start with the target language code.
+- GPT-2 style decoders: ``source + separator`` is the prompt, the translation follows.
+- Encoder-only checkpoints: warm-started BERT2BERT.
 
 Outputs come from ``model.generate`` (``ftkit.generation``), in length-sorted batches with
 ``num_beams`` and ``max_new_tokens``; scores are corpus sacreBLEU and chrF (0-100, as sacreBLEU
@@ -34,7 +29,9 @@ from pydantic import Field
 from ftkit.data.records import detect_format, iter_records, read_text
 from ftkit.errors import FtkitError
 from ftkit.recipes import resolve_packaged
-from ftkit.tasks.base import Task, TaskOptions
+from ftkit.tasks.base import Facts, Task, TaskOptions
+from ftkit import text2text
+from ftkit.text2text import Generation, auto_class, one_line
 
 LANGUAGE_NAMES = {
     "en": "English", "de": "German", "fr": "French", "ro": "Romanian", "es": "Spanish", "it": "Italian",
@@ -70,11 +67,6 @@ def language_name(code: str) -> str:
     return LANGUAGE_NAMES.get(code.lower(), code)
 
 
-def one_line(text: str) -> str:
-    """A hypothesis as one line (whitespace runs collapsed), so a predictions file stays line-aligned."""
-    return " ".join(text.split())
-
-
 def _split_lines(path: Path, encoding: str) -> list[str]:
     """Lines split on "\\n" only (``str.splitlines`` would also split on U+2028, U+0085, ...,
     breaking line alignment); a final newline does not start another line."""
@@ -102,24 +94,28 @@ class TranslationTask(Task):
     name = "translation"
     pipeline_task = "translation"
     auto_class = "AutoModelForSeq2SeqLM"  # the per-model class is recorded in ftkit.json (export_info)
-    best_metric = "chrf"  # the default of options.select_by; set per instance in __init__
     generates = True
     Options = TranslationOptions
+    demo_recipe = "translation-demo"
+    model_columns = ("input_ids", "attention_mask", "labels")
+    label_padding = "seq2seq"
+    description = "translation from parallel text (sacreBLEU BLEU and chrF)"
 
-    def __init__(self, options: TranslationOptions | None = None) -> None:
-        super().__init__(options)
-        self.best_metric = self.options.select_by
+    @property
+    def best_metric(self) -> str:  # type: ignore[override]
+        return self.options.select_by
 
     # ---- prompt format ----------------------------------------------------
-    @property
-    def decoder_only(self) -> bool:
-        return self.family == "gpt"
+    def generation(self) -> Generation:
+        o = self.options
+        return Generation(num_beams=o.num_beams, max_new_tokens=o.max_new_tokens,
+                          max_target_length=o.max_target_length, separator=o.separator)
 
-    def effective_prefix(self) -> str:
+    def effective_prefix(self, family: str) -> str:
         o = self.options
         if o.prefix is not None:
             return o.prefix
-        if self.family == "t5":
+        if family == "t5":
             return f"translate {language_name(o.source_lang)} to {language_name(o.target_lang)}: "
         return ""
 
@@ -205,8 +201,7 @@ class TranslationTask(Task):
                     raise rec.error(f"{side} text must be a string, got {type(value).__name__}")
                 if not value.strip():
                     raise rec.error(f"empty {side} text")
-            where = f"{rec.source}:{rec.line}" if rec.line is not None else f"{rec.source}: record {rec.index}"
-            rows.append({"source": pair[0], "target": pair[1], "where": where})
+            rows.append({"source": pair[0], "target": pair[1], "where": rec.where})
         if not rows:
             raise FtkitError("no sentence pairs found", file=path)
         return rows
@@ -255,172 +250,42 @@ class TranslationTask(Task):
         }
 
     # ---- model ------------------------------------------------------------
-    def build_model(self, info, labels: list[str], tokenizer):
-        from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, EncoderDecoderModel
+    def prepare_tokenizer(self, tokenizer, facts: Facts) -> None:
+        self._set_languages(tokenizer)
 
-        self.family = info.family
-        o = self.options
-        if info.family == "gpt":
-            if tokenizer.eos_token_id is None:
-                raise FtkitError(
-                    f"causal-LM checkpoint '{info.name}' has no EOS token: a generated translation could "
-                    "not end", hint="use a checkpoint whose tokenizer defines eos_token",
-                )
-            model = AutoModelForCausalLM.from_pretrained(info.path, **info.load_kwargs)
-            gen = {"eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
-        elif info.family == "encoder":
-            start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
-            end = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
-            if start is None or end is None:
-                raise FtkitError(
-                    f"encoder checkpoint '{info.name}' has no [CLS]/[SEP] (or BOS/EOS) token to start and end "
-                    "the decoder of a BERT2BERT model")
-            model = EncoderDecoderModel.from_encoder_decoder_pretrained(
-                info.path, info.path, encoder_use_safetensors=not info.allow_pickle or None,
-                decoder_use_safetensors=not info.allow_pickle or None)
-            model.config.decoder_start_token_id = start
-            model.config.eos_token_id = end
-            model.config.pad_token_id = tokenizer.pad_token_id
-            model.config.vocab_size = model.config.decoder.vocab_size
-            gen = {"decoder_start_token_id": start, "bos_token_id": start, "eos_token_id": end,
-                   "pad_token_id": tokenizer.pad_token_id}
-        else:
-            model = AutoModelForSeq2SeqLM.from_pretrained(info.path, **info.load_kwargs)
-            gen = {}
+    def build_model(self, info, facts: Facts, tokenizer):
+        forced_bos = None
+        if facts.family not in ("gpt", "encoder"):
             _, tgt_code = self._set_languages(tokenizer)
             if tgt_code is not None:
                 lang_ids = getattr(tokenizer, "lang_code_to_id", None) or {}
-                gen["forced_bos_token_id"] = lang_ids.get(tgt_code, tokenizer.convert_tokens_to_ids(tgt_code))
-            elif (model.generation_config.forced_bos_token_id is None and tokenizer.bos_token_id is not None
-                  and tokenizer(text_target="x")["input_ids"][:1] == [tokenizer.bos_token_id]):
-                # BART-style targets are "<s> ... </s>": generation starts the same way (as bart-base's
-                # own config does); an early model would otherwise often end right at the start
-                gen["forced_bos_token_id"] = tokenizer.bos_token_id
-        gc = model.generation_config
-        for k, v in {**gen, "num_beams": o.num_beams, "max_new_tokens": o.max_new_tokens}.items():
-            setattr(gc, k, v)
-        gc.max_length = None  # max_new_tokens rules
-        gc._from_model_config = False  # our settings, not defaults to re-derive from config.json
-        if o.num_beams == 1:
-            gc.early_stopping = False
-            gc.length_penalty = 1.0
-        return model
+                forced_bos = lang_ids.get(tgt_code, tokenizer.convert_tokens_to_ids(tgt_code))
+        return text2text.build_model(info, tokenizer, self.generation(), forced_bos)
 
     # ---- features ---------------------------------------------------------
-    def encode(self, examples, tokenizer, labels: list[str], max_length: int, train: bool):
-        if self.family is None:
-            raise RuntimeError("TranslationTask.encode needs task.family (set by the engine)")
+    def encode(self, examples, tokenizer, facts: Facts, train: bool):
+        from ftkit.log import log
+
         o = self.options
-        has_target = "target" in examples.column_names
-        prefix = self.effective_prefix()
-        self._set_languages(tokenizer)
-        truncated = {"source": 0, "target": 0}
-
-        if self.decoder_only:
-            eos = tokenizer.eos_token_id
-            sep_ids = tokenizer(o.separator, add_special_tokens=False)["input_ids"]
-            # Decoders trained with a BOS (Llama, Mistral, Gemma) get it, as `tok(prompt)` in the card adds it
-            bos = prompt_bos(tokenizer)
-            # prompts leave room in the window for the translation, but keep at least half of it
-            prompt_budget = max(max_length - min(o.max_new_tokens, max_length // 2), len(bos) + len(sep_ids) + 1)
-
-            def encode_batch(batch, indices):
-                out: dict[str, list] = {k: [] for k in ("input_ids", "attention_mask", "prompt_ids", "example_id",
-                                                        "length")}
-                if has_target:
-                    out["labels"] = []
-                prompts = tokenizer([prefix + s + o.separator for s in batch["source"]],
-                                    add_special_tokens=False)["input_ids"]
-                targets = (tokenizer(batch["target"], add_special_tokens=False)["input_ids"]
-                           if has_target else [None] * len(prompts))
-                for i, (p, t) in enumerate(zip(prompts, targets)):
-                    if len(bos) + len(p) > prompt_budget:
-                        truncated["source"] += 1
-                        src_ids = tokenizer(prefix + batch["source"][i], add_special_tokens=False)["input_ids"]
-                        p = src_ids[:prompt_budget - len(sep_ids) - len(bos)] + sep_ids
-                    p = bos + list(p)
-                    ids = list(p)
-                    if t is not None:
-                        room = min(max_length - len(p), o.max_target_length)
-                        t = list(t) + [eos]
-                        if len(t) > room:
-                            truncated["target"] += 1
-                            t = t[:room]
-                        ids = ids + t
-                        out["labels"].append([-100] * len(p) + t)
-                    out["input_ids"].append(ids)
-                    out["attention_mask"].append([1] * len(ids))
-                    out["prompt_ids"].append(list(p))
-                    out["example_id"].append(indices[i])
-                    out["length"].append(len(ids))
-                return out
-        else:
-            bert2bert = self.family == "encoder"
-            end = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
-
-            def encode_batch(batch, indices):
-                sources = [prefix + s for s in batch["source"]]
-                full = tokenizer(sources, return_token_type_ids=False)["input_ids"]
-                truncated["source"] += sum(len(x) > max_length for x in full)
-                enc = tokenizer(sources, truncation=True, max_length=max_length, return_token_type_ids=False)
-                out = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                       "example_id": list(indices), "length": [len(x) for x in enc["input_ids"]]}
-                if has_target:
-                    if bert2bert:
-                        # the decoder starts from [CLS] (decoder_start_token_id): labels are text + [SEP]
-                        ids = tokenizer(batch["target"], add_special_tokens=False)["input_ids"]
-                        lab = [x[:o.max_target_length - 1] + [end] for x in ids]
-                        truncated["target"] += sum(len(x) > o.max_target_length - 1 for x in ids)
-                    else:
-                        ids = tokenizer(text_target=batch["target"])["input_ids"]
-                        truncated["target"] += sum(len(x) > o.max_target_length for x in ids)
-                        lab = tokenizer(text_target=batch["target"], truncation=True,
-                                        max_length=o.max_target_length)["input_ids"]
-                    out["labels"] = lab
-                return out
-
-        features = examples.map(encode_batch, batched=True, with_indices=True,
-                                remove_columns=examples.column_names, desc="Tokenizing")
+        features, truncated = text2text.encode(examples, tokenizer, facts.family, facts.max_length,
+                                               self.generation(), self.effective_prefix(facts.family))
         if any(truncated.values()):
-            from ftkit.engine import log
-
-            log(f"  translation: {truncated['source']} sources cut to the {max_length}-token window, "
+            log(f"  translation: {truncated['source']} sources cut to the {facts.max_length}-token window, "
                 f"{truncated['target']} targets cut (max_target_length {o.max_target_length})")
         return features
 
-    def collator(self, tokenizer):
-        from transformers import DataCollatorForSeq2Seq
-
-        # pads input_ids with the pad token and labels with -100 (ignored by the loss)
-        base = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, padding=True)
-        keep = ("input_ids", "attention_mask", "labels")
-
-        def collate(features):
-            return base([{k: v for k, v in f.items() if k in keep} for f in features])
-
-        return collate
-
     # ---- generation -------------------------------------------------------
-    def generate(self, model, tokenizer, features, batch_size: int) -> list[str]:
-        from ftkit.generation import generate_ids
-
-        o = self.options
-        column = "prompt_ids" if "prompt_ids" in features.column_names else "input_ids"
-        gc = model.generation_config
-        eos = gc.eos_token_id if gc.eos_token_id is not None else tokenizer.eos_token_id
-        pad = gc.pad_token_id if gc.pad_token_id is not None else tokenizer.pad_token_id
-        ids = generate_ids(model, list(features[column]), pad_token_id=pad, eos_token_id=eos,
-                           batch_size=batch_size, num_beams=o.num_beams, max_new_tokens=o.max_new_tokens)
-        return [one_line(t) for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+    def generate(self, model, tokenizer, features, facts: Facts, batch_size: int) -> list[str]:
+        return text2text.generate(model, tokenizer, features, self.generation(), batch_size)
 
     # ---- outputs ----------------------------------------------------------
-    def decode(self, examples, features, outputs, labels: list[str]) -> list[str]:
+    def decode(self, examples, features, outputs, facts: Facts) -> list[str]:
         preds = [""] * len(examples)
         for text, ex_id in zip(outputs, features["example_id"]):
             preds[ex_id] = text
         return preds
 
-    def score(self, examples, predictions: list[str], labels: list[str]) -> dict[str, Any]:
+    def score(self, examples, predictions: list[str], facts: Facts) -> dict[str, Any]:
         from sacrebleu.metrics import BLEU, CHRF
 
         refs = list(examples["target"])
@@ -454,24 +319,19 @@ class TranslationTask(Task):
         tmp.replace(path)
 
     # ---- saved model ------------------------------------------------------
-    def export_info(self, model, tokenizer) -> dict[str, Any]:
+    def export_info(self, model, tokenizer, facts: Facts) -> dict[str, Any]:
         o = self.options
-        if self.family == "gpt":
-            auto, pipe = "AutoModelForCausalLM", "text-generation"
-        elif self.family == "encoder":
-            auto, pipe = "EncoderDecoderModel", "translation"
-        else:
-            auto, pipe = "AutoModelForSeq2SeqLM", "translation"
+        auto, pipe = auto_class(facts.family)
         src_code, tgt_code = (None, None)
-        if hasattr(tokenizer, "src_lang") and self.family not in ("gpt", "encoder"):
+        if hasattr(tokenizer, "src_lang") and facts.family not in ("gpt", "encoder"):
             src_code, tgt_code = self._set_languages(tokenizer)
         return {
             "auto_class": auto,
             "pipeline_task": pipe,
             "prompt": {
                 "source_lang": o.source_lang, "target_lang": o.target_lang,
-                "prefix": self.effective_prefix(),
-                "separator": o.separator if self.decoder_only else None,
+                "prefix": self.effective_prefix(facts.family),
+                "separator": o.separator if facts.family == "gpt" else None,
                 "source_lang_code": src_code, "target_lang_code": tgt_code,
             },
             "generation": {"num_beams": o.num_beams, "max_new_tokens": o.max_new_tokens},
@@ -527,14 +387,3 @@ class TranslationTask(Task):
 
     def format_prediction(self, example: dict[str, Any], prediction: str) -> dict[str, Any]:
         return {"source": example["source"], "translation": prediction}
-
-
-def prompt_bos(tokenizer) -> list[int]:
-    """``[bos_token_id]`` when the tokenizer itself starts every text with BOS (Llama-style), else ``[]``
-    (GPT-2: it has a BOS token but does not add it)."""
-    bos = tokenizer.bos_token_id
-    if bos is None:
-        return []
-    full = tokenizer("a")["input_ids"]
-    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
-    return [bos] if full[:1] == [bos] and plain[:1] != [bos] else []

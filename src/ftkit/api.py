@@ -1,0 +1,206 @@
+"""The Python API: everything the ``ftkit`` command does, for notebooks and scripts.
+
+The CLI is a thin layer over these functions; they take the same arguments (``--learning-rate``
+is ``learning_rate=``, ``--set k=v`` is ``overrides={"k": v}``) and return typed results::
+
+    import ftkit
+
+    run = ftkit.finetune(task="ner", train="train.conll", validation="dev.conll", test="test.conll",
+                         output="runs/ner", epochs=1)
+    run.metrics["test"]["f1"]                      # scores written to runs/ner/eval_test.json
+    ftkit.evaluate("runs/ner", split="test").metrics
+    folder = ftkit.export("runs/ner", "my-ner-model")
+    ftkit.predict(folder, ["EU rejects German call to boycott British lamb ."])
+
+Bad input raises :class:`ftkit.errors.FtkitError` (one line naming the file and line, or the key).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+#: finetune argument -> recipe key
+FINETUNE_FLAGS = {
+    "model": "model", "train": "data.train", "validation": "data.validation", "test": "data.test",
+    "validation_fraction": "data.validation_fraction", "epochs": "training.epochs",
+    "max_steps": "training.max_steps", "batch_size": "training.batch_size",
+    "learning_rate": "training.learning_rate", "gradient_accumulation": "training.gradient_accumulation",
+    "precision": "training.precision", "device": "training.device", "seed": "training.seed",
+    "early_stopping": "training.early_stopping_patience", "save_total_limit": "training.save_total_limit",
+    "auto_batch_size": "training.auto_batch_size",
+}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished training run (``run.json`` as fields)."""
+
+    run_dir: Path
+    task: str
+    model: str
+    labels: list[str]
+    #: scores per scored split: ``{"validation": {...}, "test": {...}}``
+    metrics: dict[str, dict[str, Any]]
+    train_loss: float
+    train_steps: int
+    wall_time_s: float
+    #: the whole run.json
+    meta: dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """The scores of one split (what ``eval_<split>.json`` holds)."""
+
+    split: str
+    data: str
+    metrics: dict[str, Any]
+    #: the scores as the CLI prints them
+    table: str = field(repr=False, default="")
+
+    def __getitem__(self, key: str) -> Any:
+        return self.metrics[key]
+
+
+def _origins(style: str) -> dict[str, str]:
+    if style == "cli":
+        return {key: "--" + arg.replace("_", "-") for arg, key in FINETUNE_FLAGS.items()} | {
+            "training.early_stopping_patience": "--early-stopping"}
+    return {key: f"{arg}=" for arg, key in FINETUNE_FLAGS.items()}
+
+
+def resolve_config(task: str | None = None, *, recipe: str | None = None,
+                   overrides: Mapping[str, Any] | Sequence[str] = (), default_recipe: bool = True,
+                   _style: str = "python", **flags: Any):
+    """``(RunConfig, source)``: a recipe (or the task's demo) with flags and overrides applied and validated."""
+    from ftkit.config import resolve
+
+    unknown = set(flags) - set(FINETUNE_FLAGS)
+    if unknown:
+        raise TypeError(f"unknown argument(s): {', '.join(sorted(unknown))}")
+    dotted = {FINETUNE_FLAGS[k]: v for k, v in flags.items()}
+    sets = dict(overrides) if isinstance(overrides, Mapping) else list(overrides)
+    return resolve(task, recipe, dotted, sets, default_recipe=default_recipe, flag_names=_origins(_style))
+
+
+def finetune(
+    task: str | None = None,
+    *,
+    recipe: str | None = None,
+    model: str | None = None,
+    train: str | None = None,
+    validation: str | None = None,
+    test: str | None = None,
+    output: str | Path | None = None,
+    epochs: float | None = None,
+    max_steps: int | None = None,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+    gradient_accumulation: int | None = None,
+    precision: str | None = None,
+    device: str | None = None,
+    seed: int | None = None,
+    early_stopping: int | None = None,
+    validation_fraction: float | None = None,
+    save_total_limit: int | None = None,
+    auto_batch_size: bool | None = None,
+    overrides: Mapping[str, Any] | Sequence[str] = (),
+    overwrite: bool = False,
+    resume: bool = False,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+    _style: str = "python",
+) -> RunResult:
+    """Fine-tune a model; returns the run's results (also in ``OUTPUT/run.json``).
+
+    ``task`` alone runs the task's bundled demo; with ``recipe`` (a built-in name or a YAML file) the
+    recipe is the starting point. Every other argument overrides one recipe key, as the CLI flag of
+    the same name does; ``overrides`` sets any key (``{"training.warmup_ratio": 0.1}`` or
+    ``["training.warmup_ratio=0.1"]``). ``output`` defaults to ``runs/<task>-<time>``.
+    ``resume=True`` continues the run in ``output`` from its last complete checkpoint, with the
+    recipe saved there.
+    """
+    from ftkit.engine.finetune import finetune as run
+    from ftkit.engine.run_folder import RECIPE_FILE
+    from ftkit.errors import FtkitError
+    from ftkit.log import log
+
+    flags = dict(model=model, train=train, validation=validation, test=test, epochs=epochs, max_steps=max_steps,
+                 batch_size=batch_size, learning_rate=learning_rate, gradient_accumulation=gradient_accumulation,
+                 precision=precision, device=device, seed=seed, early_stopping=early_stopping,
+                 validation_fraction=validation_fraction, save_total_limit=save_total_limit,
+                 auto_batch_size=auto_batch_size)
+    cfg = None
+    if resume:
+        if output is None:
+            raise FtkitError("--resume needs --output RUN_DIR" if _style == "cli" else "resume=True needs output=")
+        saved = Path(output) / RECIPE_FILE
+        if saved.exists():
+            from ftkit.config import validate
+            from ftkit.recipes import load_yaml
+
+            cfg, source = validate(load_yaml(saved), str(saved)), str(saved)
+            log(f"resuming with the run's own recipe {saved}")
+        else:
+            resume = False
+    if cfg is None:
+        cfg, source = resolve_config(task, recipe=recipe, overrides=overrides, _style=_style, **flags)
+    run_dir = Path(output) if output is not None else Path("runs") / f"{cfg.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    meta = run(cfg, run_dir, overwrite=overwrite, resume=resume, recipe_source=source, allow_pickle=allow_pickle,
+               trust_remote_code=trust_remote_code)
+    m = meta["metrics"]
+    return RunResult(run_dir=run_dir, task=meta["task"], model=meta["base_model"], labels=list(meta["labels"]),
+                     metrics={k: v for k, v in m.items() if isinstance(v, dict)}, train_loss=m["train_loss"],
+                     train_steps=m["train_steps"], wall_time_s=meta["wall_time_s"], meta=meta)
+
+
+def evaluate(run: str | Path, split: str = "test", *, data: str | None = None, batch_size: int = 32,
+             device: str = "auto", allow_pickle: bool = False, write: bool = True) -> EvalResult:
+    """Score a run's best model (or an exported folder) on a split: the run's own ``split`` data, or
+    ``data``. In a run folder, ``write`` stores ``eval_<split>.json`` (and the task's output files)."""
+    from ftkit.engine.inference import evaluate_run
+    from ftkit.engine.run_folder import RUN_FILE, task_of, write_eval
+    from ftkit.errors import FtkitError
+
+    if split not in ("test", "validation"):
+        raise FtkitError(f"split must be test or validation, got '{split}'")
+    metrics = evaluate_run(run, split, data, batch_size, device, allow_pickle=allow_pickle)
+    if write and (Path(run) / RUN_FILE).exists():
+        write_eval(Path(run), metrics)
+    task, _, _ = task_of(run)
+    scores = {k: v for k, v in metrics.items() if k not in ("split", "data")}
+    return EvalResult(split=split, data=metrics["data"], metrics=scores, table=task.format_table(metrics))
+
+
+def predict(model: str | Path, inputs: Iterable[str | Mapping[str, Any]], *, batch_size: int = 32,
+            device: str = "auto", allow_pickle: bool = False) -> list[dict[str, Any]]:
+    """Predictions for ``inputs`` (texts, or records such as ``{"question": .., "context": ..}``), one
+    JSON-ready dict per input, in order: what ``ftkit predict`` prints."""
+    from ftkit.engine.inference import predict_records
+
+    records = [{"text": x} if isinstance(x, str) else dict(x) for x in inputs]
+    return predict_records(model, records, batch_size, device, allow_pickle=allow_pickle)
+
+
+def export(run: str | Path, output: str | Path, *, overwrite: bool = False) -> Path:
+    """Write a run's best model as a folder plain ``transformers`` loads (safetensors, tokenizer, card)."""
+    from ftkit.export import export_run
+
+    return export_run(Path(run), Path(output), overwrite)
+
+
+def validate(task: str | None = None, *, recipe: str | None = None, train: str | None = None,
+             validation: str | None = None, test: str | None = None, model: str | None = None,
+             overrides: Mapping[str, Any] | Sequence[str] = (), _style: str = "python"):
+    """Check data with the task's readers without training: a report with ``errors``, ``warnings``,
+    ``summary`` and ``exit_code(strict)``."""
+    from ftkit.validate import validate_data
+
+    # explicit files are validated alone, not mixed with the demo recipe's bundled sample
+    cfg, _ = resolve_config(task, recipe=recipe, overrides=overrides, _style=_style,
+                            default_recipe=not (train or validation or test),
+                            train=train, validation=validation, test=test)
+    return validate_data(cfg, model)

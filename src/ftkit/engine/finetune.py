@@ -1,0 +1,138 @@
+"""A training run from a resolved recipe: read -> resolve facts -> encode -> train -> save -> score.
+
+Everything a user can get wrong (data, labels, model, options) is checked before the run folder
+is created; a run that fails before its first checkpoint leaves no folder behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ftkit.config import RunConfig, dump_yaml
+from ftkit.errors import FtkitError
+from ftkit.log import log
+from ftkit.tasks import make_task
+from ftkit.version import __version__
+
+
+def finetune(cfg: RunConfig, run_dir: Path, *, overwrite: bool = False, resume: bool = False,
+             recipe_source: str = "recipe", allow_pickle: bool = False,
+             trust_remote_code: bool = False) -> dict[str, Any]:
+    """Train, save the best model to ``run_dir/model`` and score validation and test; returns run.json."""
+    from ftkit.engine.feature_cache import encode_cached
+    from ftkit.engine.models import load_base
+    from ftkit.engine.run_folder import CHECKPOINTS, RECIPE_FILE, prepare_run_dir
+    from ftkit.engine.splits import describe, read_splits
+
+    started = time.time()
+    run_dir = Path(run_dir)
+    task = make_task(cfg.task, cfg.task_options, recipe_source)
+    prepare_run_dir(run_dir, overwrite, resume)
+
+    log(f"ftkit {__version__}: task {task.name}, model {cfg.model}")
+    task, splits, labels = read_splits(task, cfg)
+    summary, _ = describe(task, splits)
+
+    info, task, facts, tokenizer, model = load_base(cfg, task, splits["train"], labels, allow_pickle=allow_pickle,
+                                                    trust_remote_code=trust_remote_code)
+    log(f"  model: {info.path} (family {info.family}, {info.model_type}); window {facts.max_length} sub-tokens")
+    features = {name: encode_cached(task, facts, ds, tokenizer, train=(name == "train")) for name, ds in splits.items()}
+    for name in ("validation", "test"):
+        if name in features and len(features[name]) > len(splits[name]):
+            log(f"  {name}: {len(features[name]) - len(splits[name])} extra windows for long inputs")
+
+    # Everything the user could have got wrong has been checked: now the run folder is created.
+    created = not run_dir.exists()
+    if run_dir.exists() and overwrite and not resume:
+        shutil.rmtree(run_dir)
+        created = True
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        (run_dir / RECIPE_FILE).write_text(dump_yaml(cfg), encoding="utf-8")
+        return _train(cfg, task, facts, info, tokenizer, model, splits, features, run_dir, resume, summary, started)
+    except BaseException:
+        # A run that never reached a checkpoint is not worth keeping.
+        if created and not any((run_dir / CHECKPOINTS).glob("checkpoint-*")):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _train(cfg, task, facts, info, tokenizer, model, splits, features, run_dir: Path, resume: bool, summary,
+           started: float) -> dict[str, Any]:
+    import torch
+    from transformers import EarlyStoppingCallback
+
+    from ftkit.engine.inference import score_split
+    from ftkit.engine.run_folder import (CHECKPOINTS, MODEL_SUBDIR, RECIPE_FILE, RUN_FILE, TRAIN_LOG,
+                                         last_complete_checkpoint, save_model, write_eval, write_json)
+    from ftkit.engine.trainer import FtkitTrainer, GracefulInterrupt, JsonlLog, eval_batch_size, training_arguments
+
+    has_eval = "validation" in splits
+    args = training_arguments(cfg, run_dir / CHECKPOINTS, facts.family, has_eval, task.best_metric)
+    interrupt = GracefulInterrupt()
+    callbacks = [JsonlLog(run_dir / TRAIN_LOG), interrupt]
+    if cfg.training.early_stopping_patience and has_eval:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_patience))
+    compute_metrics = generate_fn = None
+    if has_eval:
+        examples, feats = splits["validation"], features["validation"]
+
+        def compute_metrics(eval_pred):
+            preds = task.decode(examples, feats, eval_pred.predictions, facts)
+            return {k: v for k, v in task.score(examples, preds, facts).items() if isinstance(v, (int, float))}
+
+        if task.generates:
+            def generate_fn(m):
+                return task.generate(m, tokenizer, feats, facts, args.per_device_eval_batch_size)
+
+    trainer = FtkitTrainer(
+        model=model, args=args, train_dataset=features["train"], eval_dataset=features.get("validation"),
+        data_collator=task.collator(tokenizer, facts), processing_class=tokenizer, compute_metrics=compute_metrics,
+        preprocess_logits_for_metrics=lambda logits, _: task.reduce_logits(logits, facts),
+        callbacks=callbacks, generate_fn=generate_fn,
+    )
+    checkpoint = None
+    if resume:
+        checkpoint = last_complete_checkpoint(run_dir / CHECKPOINTS)
+        log(f"  resuming from {checkpoint}" if checkpoint else "  --resume: no checkpoint yet, starting fresh")
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            train_out = trainer.train(resume_from_checkpoint=checkpoint)
+    except torch.OutOfMemoryError:
+        b, g = cfg.training.batch_size, cfg.training.gradient_accumulation
+        raise FtkitError(
+            f"the device ran out of memory at batch size {b}",
+            hint=f"try --batch-size {max(1, b // 2)} --gradient-accumulation {g * 2} (same effective batch), "
+                 "or --auto-batch-size to halve it until it fits",
+        ) from None
+    if interrupt.interrupted:
+        log(f"stopped; a checkpoint is in {run_dir / CHECKPOINTS}. Continue with:\n"
+            f"  ftkit finetune --recipe {run_dir / RECIPE_FILE} --output {run_dir} --resume")
+        raise SystemExit(130)
+
+    save_model(trainer, tokenizer, task, facts, info, cfg.model, run_dir / MODEL_SUBDIR)
+    metrics: dict[str, Any] = {"train_loss": train_out.training_loss, "train_steps": train_out.global_step}
+    if trainer.state.best_model_checkpoint:
+        metrics["best_checkpoint"] = Path(trainer.state.best_model_checkpoint).name
+    for name in ("validation", "test"):
+        if name in splits:
+            preds, scores = score_split(task, facts, trainer.model, tokenizer, splits[name], features[name],
+                                        batch_size=eval_batch_size(cfg), device=cfg.training.device)
+            task.write_outputs(run_dir, name, splits[name], preds)
+            write_eval(run_dir, {"split": name, "data": getattr(cfg.data, name), **scores})
+            metrics[name] = scores
+    meta = {
+        "ftkit_version": __version__, "task": task.name, "base_model": cfg.model, "base_model_path": info.path,
+        "family": facts.family, "labels": list(facts.labels), "max_length": facts.max_length, "data": summary,
+        "wall_time_s": round(time.time() - started, 1), "metrics": metrics,
+    }
+    write_json(run_dir / RUN_FILE, meta)
+    from ftkit.plot import plot_training
+
+    plot_training(run_dir / TRAIN_LOG, run_dir / "training.png", task.best_metric)
+    return meta

@@ -1,0 +1,94 @@
+"""Outputs, predictions and scores of one split: the single path finetune, eval and predict share.
+
+``model_outputs`` runs the model over features in order (reduced logits through the Trainer's
+prediction loop, or ``task.generate`` for generative tasks); ``predict_split`` decodes them into one
+prediction per example; ``score_split`` adds the task's scores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ftkit.errors import FtkitError
+from ftkit.tasks.base import Facts
+
+
+def model_outputs(task, facts: Facts, model, tokenizer, features, batch_size: int = 32, device: str = "auto"):
+    """Model outputs for ``features``, in feature order."""
+    from transformers import TrainingArguments
+
+    from ftkit.engine.trainer import FtkitTrainer, device_args, torch_device
+
+    if task.generates:
+        model.to(torch_device(device))
+        return task.generate(model, tokenizer, features, facts, batch_size)
+    with tempfile.TemporaryDirectory(prefix="ftkit-predict-") as tmp:
+        args = TrainingArguments(output_dir=tmp, per_device_eval_batch_size=batch_size, report_to="none",
+                                 disable_tqdm=True, **device_args(device))
+        trainer = FtkitTrainer(
+            model=model, args=args, data_collator=task.collator(tokenizer, facts), processing_class=tokenizer,
+            preprocess_logits_for_metrics=lambda logits, _: task.reduce_logits(logits, facts),
+        )
+        with contextlib.redirect_stdout(sys.stderr):
+            return trainer.predict(features).predictions
+
+
+def predict_split(task, facts: Facts, model, tokenizer, examples, features=None, *, batch_size: int = 32,
+                  device: str = "auto") -> list[Any]:
+    """One prediction per example (features are encoded here unless given)."""
+    if features is None:
+        features = task.encode(examples, tokenizer, facts, train=False)
+    outputs = model_outputs(task, facts, model, tokenizer, features, batch_size, device)
+    return task.decode(examples, features, outputs, facts)
+
+
+def score_split(task, facts: Facts, model, tokenizer, examples, features=None, *, batch_size: int = 32,
+                device: str = "auto") -> tuple[list[Any], dict[str, Any]]:
+    """``(predictions, metrics)`` of one split."""
+    predictions = predict_split(task, facts, model, tokenizer, examples, features, batch_size=batch_size,
+                                device=device)
+    return predictions, task.score(examples, predictions, facts)
+
+
+def evaluate_run(run_dir: str | Path, split: str, data: str | None = None, batch_size: int = 32,
+                 device: str = "auto", allow_pickle: bool = False) -> dict[str, Any]:
+    """Score a run's (or a model folder's) model on a split; in a run folder the task's output files
+    (e.g. ``predictions_<split>.txt``) are (re)written too."""
+    from ftkit.engine.models import load_trained
+    from ftkit.engine.run_folder import RECIPE_FILE, RUN_FILE
+
+    task, facts, model, tokenizer, meta = load_trained(run_dir, allow_pickle=allow_pickle)
+    recipe = Path(run_dir) / RECIPE_FILE
+    fmt, encoding = "auto", "utf-8"
+    if recipe.exists():
+        from ftkit.config import validate
+        from ftkit.recipes import load_yaml
+
+        cfg = validate(load_yaml(recipe), str(recipe))
+        fmt, encoding = cfg.data.format, cfg.data.encoding
+        data = data or getattr(cfg.data, split, None)
+    if not data:
+        raise FtkitError(f"the run has no {split} data", hint="pass --data FILE")
+    examples = task.read(data, split, fmt, encoding)
+    task.check_labels(examples, list(facts.labels), data)
+    predictions, scores = score_split(task, facts, model, tokenizer, examples, batch_size=batch_size, device=device)
+    if (Path(run_dir) / RUN_FILE).exists():
+        task.write_outputs(Path(run_dir), split, examples, predictions)
+    return {"split": split, "data": data, **scores}
+
+
+def predict_records(model_path: str | Path, records: list[dict[str, Any]], batch_size: int = 32,
+                    device: str = "auto", allow_pickle: bool = False) -> list[dict[str, Any]]:
+    """``ftkit predict``: one output record per input record, in order."""
+    from ftkit.engine.models import load_trained
+
+    task, facts, model, tokenizer, _ = load_trained(model_path, allow_pickle=allow_pickle)
+    examples = task.predict_examples(records)
+    if len(examples) == 0:
+        return []
+    predictions = predict_split(task, facts, model, tokenizer, examples, batch_size=batch_size, device=device)
+    return [task.format_prediction(ex, p) for ex, p in zip(examples, predictions)]

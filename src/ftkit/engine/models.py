@@ -1,0 +1,61 @@
+"""Loading models: a base checkpoint for training (and the run's Facts), or a trained model folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ftkit.config import RunConfig
+from ftkit.errors import FtkitError
+from ftkit.tasks.base import Facts
+
+
+def resolve_facts(task, train, labels: list[str], info, tokenizer, max_length: int | None):
+    """``(task, facts)``: the run's Facts from the training data and the checkpoint, and the task bound
+    to them; the tokenizer is made ready for the task (markers, language codes)."""
+    from ftkit.families import max_length_for
+
+    facts = Facts(task=task.name, labels=tuple(labels), family=info.family,
+                  max_length=max_length_for(info, tokenizer, max_length),
+                  options=task.resolve_options(train, info.family))
+    task = task.bind(facts)
+    task.prepare_tokenizer(tokenizer, facts)
+    return task, facts
+
+
+def load_base(cfg: RunConfig, task, train, labels: list[str], *, allow_pickle: bool = False,
+              trust_remote_code: bool = False):
+    """``(info, task, facts, tokenizer, model)`` for training: the checkpoint's config, family and window
+    are resolved here, once, together with the task's data-dependent options (``task`` is bound to them)."""
+    from transformers import set_seed
+
+    from ftkit.families import load_config, load_tokenizer, prepare_model
+
+    info = load_config(cfg.model, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+    tokenizer = load_tokenizer(info)
+    task, facts = resolve_facts(task, train, labels, info, tokenizer, cfg.training.max_length)
+    set_seed(cfg.training.seed)  # the new head's initialisation is part of the run's seed
+    try:
+        model = task.build_model(info, facts, tokenizer)
+    except (OSError, ValueError) as e:
+        raise FtkitError(f"cannot build a {task.name} model from '{cfg.model}': {str(e).splitlines()[0][:200]}") from None
+    prepare_model(model, tokenizer)
+    return info, task, facts, tokenizer, model
+
+
+def load_trained(path: str | Path, *, allow_pickle: bool = False):
+    """``(task, facts, model, tokenizer, meta)`` from a run folder or an exported folder."""
+    from transformers import AutoTokenizer
+
+    from ftkit.engine.run_folder import facts_of, read_model_meta
+    from ftkit.families import check_weights
+
+    mdir, meta = read_model_meta(path)
+    task, facts = facts_of(meta, str(mdir))
+    check_weights(str(mdir), allow_pickle)
+    kwargs = {"add_prefix_space": True} if meta.get("add_prefix_space") else {}
+    tokenizer = AutoTokenizer.from_pretrained(str(mdir), **kwargs)
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    task.prepare_tokenizer(tokenizer, facts)
+    model = task.load_model(str(mdir), facts, meta, use_safetensors=not allow_pickle or None)
+    return task, facts, model, tokenizer, meta

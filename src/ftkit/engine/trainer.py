@@ -1,0 +1,222 @@
+"""The Trainer as ftkit uses it: exact resume, ordered and generative evaluation, callbacks, arguments.
+
+- :class:`EpochSeededSampler`: the epoch's (length-grouped) order comes from ``seed + epoch``
+  alone, so a run resumed mid-epoch replays exactly the batches the interrupted run would have seen
+  (stock transformers draws the order from the global RNG before the checkpoint's RNG is restored).
+- :class:`FtkitTrainer`: that sampler; evaluation batches in feature order (transformers 5 also
+  length-groups *evaluation* batches, which misaligns predictions with features); a completeness
+  marker in every checkpoint; generative evaluation (loss as usual, then ``generate_fn`` outputs
+  scored by ``compute_metrics``).
+- :func:`training_arguments`: the recipe's ``training`` section as ``TrainingArguments``.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import SequentialSampler
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_utils import EvalPrediction
+
+from ftkit.errors import FtkitError
+from ftkit.log import log
+from ftkit.engine.run_folder import COMPLETE_MARKER
+
+
+class EpochSeededSampler(torch.utils.data.Sampler):
+    """Shuffled (optionally length-grouped) order drawn from ``seed + epoch`` alone.
+
+    The order of an epoch does not depend on the global RNG, so a run resumed in the
+    middle of an epoch replays exactly the batches the interrupted run would have seen.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, lengths=None):
+        self.n, self.batch_size, self.seed, self.lengths, self.epoch = n, batch_size, seed, lengths, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        if self.lengths is None:
+            return iter(torch.randperm(self.n, generator=g).tolist())
+        # transformers groups by length within random mega-batches of 50 batches, each sorted longest
+        # first, so every 50 steps the batches run from long to short. Keep its batches (little padding)
+        # and the longest one first (memory errors show at once), but visit the rest in random order.
+        order = list(LengthGroupedSampler(self.batch_size, lengths=self.lengths, generator=g))
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if not batches:
+            return iter([])
+        rest = [batches[i + 1] for i in torch.randperm(len(batches) - 1, generator=g).tolist()]
+        return iter([i for b in batches[:1] + rest for i in b])
+
+
+class FtkitTrainer(Trainer):
+    """The Trainer with exact resume, ordered evaluation and generative evaluation.
+
+    ``generate_fn(model) -> outputs`` (generative tasks): evaluation computes the loss on the
+    eval set as usual, then scores ``generate_fn``'s outputs with ``compute_metrics`` instead of
+    gathering logits. Metric names, logging, best-checkpoint selection and early stopping are
+    the Trainer's own.
+    """
+
+    def __init__(self, *args, generate_fn=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.generate_fn = generate_fn
+        ds = self.train_dataset
+        # the length column is dropped with the other non-model columns before the sampler is built
+        self._lengths = list(ds["length"]) if ds is not None and "length" in getattr(ds, "column_names", []) else None
+
+    def _get_train_sampler(self, train_dataset=None):
+        ds = train_dataset if train_dataset is not None else self.train_dataset
+        grouped = self.args.train_sampling_strategy == "group_by_length"
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return EpochSeededSampler(len(ds), self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                  seed, self._lengths if grouped else None)
+
+    # transformers 5.x also length-groups *evaluation* batches when
+    # train_sampling_strategy="group_by_length", which reorders predictions
+    # relative to the features. Decoding needs them in order.
+    def _get_eval_sampler(self, eval_dataset):
+        return SequentialSampler(eval_dataset)
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        # A checkpoint counts only once everything in it is written: resume skips unmarked ones.
+        path = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+        if path.is_dir():
+            (path / "training_args.bin").unlink(missing_ok=True)
+            (path / COMPLETE_MARKER).write_text("ok\n")
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):
+        if self.generate_fn is None:
+            return super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
+                                           metric_key_prefix)
+        out = super().evaluation_loop(dataloader, description, True, ignore_keys, metric_key_prefix)
+        if prediction_loss_only is None:
+            prediction_loss_only = self.args.prediction_loss_only
+        if self.compute_metrics is not None and not prediction_loss_only:
+            outputs = self.generate_fn(self.model)
+            metrics = self.compute_metrics(EvalPrediction(predictions=outputs, label_ids=None))
+            out.metrics.update({f"{metric_key_prefix}_{k}": v for k, v in metrics.items()})
+        return out
+
+
+class JsonlLog(TrainerCallback):
+    """Every Trainer log event as one JSON line in ``train_log.jsonl``."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **(logs or {})}) + "\n")
+
+
+class GracefulInterrupt(TrainerCallback):
+    """First Ctrl-C: save a checkpoint at the end of the step and stop. Second: abort."""
+
+    def __init__(self):
+        self.interrupted = False
+        self._old = None
+
+    def on_train_begin(self, args, state, control, **kw):
+        def handler(signum, frame):
+            if self.interrupted:
+                raise KeyboardInterrupt
+            self.interrupted = True
+            log("\ninterrupt: saving a checkpoint after this step (Ctrl-C again to abort)")
+
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, handler)
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.interrupted:
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_train_end(self, args, state, control, **kw):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
+
+
+def precision_args(requested: str, family: str, device: str) -> dict[str, bool]:
+    on_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if requested == "auto":
+        if not on_cuda:
+            return {}
+        if torch.cuda.is_bf16_supported():
+            return {"bf16": True}
+        return {} if family == "t5" else {"fp16": True}  # T5 overflows in fp16
+    if requested == "fp16" and not on_cuda:
+        raise FtkitError("--precision fp16 needs a CUDA device", hint="use bf16 or fp32 on CPU")
+    return {"bf16": True} if requested == "bf16" else {"fp16": True} if requested == "fp16" else {}
+
+
+def device_args(device: str) -> dict[str, Any]:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise FtkitError("--device cuda was asked for, but no CUDA device is available")
+    use_cpu = device == "cpu" or not torch.cuda.is_available()
+    return {"use_cpu": device == "cpu", "dataloader_pin_memory": not use_cpu}
+
+
+def torch_device(device: str):
+    device_args(device)  # "cuda" without CUDA is an error
+    return torch.device("cuda" if device != "cpu" and torch.cuda.is_available() else "cpu")
+
+
+def training_arguments(cfg, out: Path, family: str, has_eval: bool, best_metric: str) -> TrainingArguments:
+    """The recipe's ``training`` section as ``TrainingArguments`` (``out``: the checkpoints folder)."""
+    t = cfg.training
+    eval_strategy = t.eval_strategy if has_eval else "no"
+    if eval_strategy == "steps" and not t.eval_steps:
+        raise FtkitError("training.eval_strategy=steps needs training.eval_steps")
+    return TrainingArguments(
+        output_dir=str(out),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=eval_batch_size(cfg),
+        gradient_accumulation_steps=t.gradient_accumulation,
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_ratio,
+        lr_scheduler_type=t.lr_scheduler,
+        seed=t.seed,
+        data_seed=t.seed,
+        eval_strategy=eval_strategy,
+        eval_steps=t.eval_steps,
+        save_strategy=eval_strategy if eval_strategy != "no" else "epoch",
+        save_steps=t.eval_steps,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=eval_strategy != "no",
+        metric_for_best_model=best_metric if eval_strategy != "no" else None,
+        greater_is_better=True,
+        logging_strategy="steps",
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        report_to="none",
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        length_column_name="length",
+        dataloader_num_workers=t.dataloader_workers,
+        disable_tqdm=False,
+        save_only_model=False,
+        auto_find_batch_size=t.auto_batch_size,
+        **precision_args(t.precision, family, t.device),
+        **device_args(t.device),
+    )
+
+
+def eval_batch_size(cfg) -> int:
+    return cfg.training.eval_batch_size or cfg.training.batch_size * 2
