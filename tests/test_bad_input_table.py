@@ -18,7 +18,7 @@ CASES = {
  "classification: label with one example": ("classification", {"train.csv": "text,label\na,pos\nb,pos\nc,neg\n"}, ["--set", "task_options.label_names=null"], "train.csv"),
  "classification: broken JSON line": ("classification", {"train.jsonl": '{"text": "a", "label": "pos"}\n{"text": \n'}, ["--set", "task_options.label_names=null"], "train.jsonl:2"),
  "classification: unknown eval label": ("classification", {"train.csv": "text,label\na,pos\nb,pos\nc,neg\nd,neg\n", "test.csv": "text,label\ne,maybe\n"}, ["--set", "task_options.label_names=null", "--test", "@test.csv", "--set", "data.validation=null"], "test.csv:2"),
- "classification: label without text": ("classification", {"train.txt": "1 good film\n0\n"}, [], "train.txt:2"),
+ "classification: label without text": ("classification", {"train.txt": "1 good film\n0\n"}, ["--set", "task_options.line_format=label_text"], "train.txt:2"),
  "relation: record without e2 markers": ("relation", {"train.txt": '1\t"The <e1>child</e1> was wrapped in a cradle."\r\nOther\r\nComment:\r\n\r\n'}, [], "train.txt:1"),
  "relation: unbalanced markers": ("relation", {"train.txt": '1\t"The <e1>child</e1> was wrapped in a <e2>cradle."\r\nOther\r\nComment:\r\n\r\n'}, [], "train.txt:1"),
  "relation: missing label line": ("relation", {"train.txt": '1\t"The <e1>child</e1> was wrapped in a <e2>cradle</e2>."\r\n\r\n'}, [], "train.txt"),

@@ -208,6 +208,9 @@ def test_score_matches_hand_computed_values():
 # bad input through the CLI: one line, exit 2, file:line, no run folder
 
 NO_EVAL = ["--set", "data.validation=null", "--set", "data.test=null"]
+# SST-2 style '<label> <text>' lines with named labels, as the demo recipe reads its sample
+SST = [*NO_EVAL, "--set", "task_options.line_format=label_text",
+       "--set", "task_options.label_names={0: negative, 1: positive}"]
 GOOD_TXT = "1 good film\n0 bad film\n1 great film\n0 awful film\n"
 
 BAD_CASES = {
@@ -217,16 +220,16 @@ BAD_CASES = {
     "null text": ({"train.jsonl": '{"text": "a", "label": 1}\n{"text": null, "label": 0}\n'}, NO_EVAL,
                   "null text in 'text'", "train.jsonl:2"),
     "empty text": ({"train.csv": "text,label\nok,1\n  ,0\n"}, NO_EVAL, "empty text in 'text'", "train.csv:3"),
-    "label without text": ({"train.txt": "1 good\n0\n"}, NO_EVAL, "expected '<label> <text>'", "train.txt:2"),
+    "label without text": ({"train.txt": "1 good\n0\n"}, SST, "expected '<label> <text>'", "train.txt:2"),
     "empty label": ({"train.csv": "text,label\nok,1\nbad,\n"}, NO_EVAL, "empty label in 'label'", "train.csv:3"),
-    "single-example label": ({"train.txt": "1 a\n1 b\n0 c\n"}, NO_EVAL,
+    "single-example label": ({"train.txt": "1 a\n1 b\n0 c\n"}, SST,
                              "label(s) with fewer than 2 training examples: 'negative' (1)", "train.txt:3"),
-    "one label only": ({"train.txt": "1 a\n1 b\n"}, NO_EVAL, "single label 'positive'", "train.txt:1"),
-    "label not in label_names": ({"train.txt": GOOD_TXT + "2 c\n"}, NO_EVAL,
+    "one label only": ({"train.txt": "1 a\n1 b\n"}, SST, "single label 'positive'", "train.txt:1"),
+    "label not in label_names": ({"train.txt": GOOD_TXT + "2 c\n"}, SST,
                                  "label '2' is not in task_options.label_names", "train.txt:5"),
     "unknown eval label": ({"train.txt": GOOD_TXT, "dev.txt": "1 fine\n2 meh\n"},
                            ["--validation", "@dev.txt", "--set", "data.test=null", "--set",
-                            "task_options.label_names=null"], "label '2' never occurs in the training data",
+                            "task_options.line_format=label_text"], "label '2' never occurs in the training data",
                            "dev.txt:2"),
     "broken json": ({"train.jsonl": '{"text": "a", "label": 1}\n{"text": "b", "label": 0}\n{oops\n'}, NO_EVAL,
                     "invalid JSON", "train.jsonl:3"),
@@ -240,9 +243,9 @@ BAD_CASES = {
     "latin-1 byte": ({"train.label": b"DESC:def What ?\nLOC:city a sister\xf0city ?\n"},
                      [*NO_EVAL, "--set", "task_options.line_format=trec_fine", "--set", "task_options.label_names=null"],
                      "not valid utf-8", "train.label:2"),
-    "unknown task option": ({"train.txt": GOOD_TXT}, [*NO_EVAL, "--set", "task_options.long_texts=window"],
+    "unknown task option": ({"train.txt": GOOD_TXT}, [*SST, "--set", "task_options.long_texts=window"],
                             "unknown key 'task_options.long_texts'", None),
-    "bad long_text": ({"train.txt": GOOD_TXT}, [*NO_EVAL, "--set", "task_options.long_text=chop"],
+    "bad long_text": ({"train.txt": GOOD_TXT}, [*SST, "--set", "task_options.long_text=chop"],
                       "'task_options.long_text'", None),
 }
 

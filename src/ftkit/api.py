@@ -31,6 +31,7 @@ FINETUNE_FLAGS = {
     "precision": "training.precision", "device": "training.device", "seed": "training.seed",
     "early_stopping": "training.early_stopping_patience", "save_total_limit": "training.save_total_limit",
     "auto_batch_size": "training.auto_batch_size",
+    "source_lang": "task_options.source_lang", "target_lang": "task_options.target_lang",
 }
 
 
@@ -107,6 +108,8 @@ def finetune(
     validation_fraction: float | None = None,
     save_total_limit: int | None = None,
     auto_batch_size: bool | None = None,
+    source_lang: str | None = None,
+    target_lang: str | None = None,
     overrides: Mapping[str, Any] | Sequence[str] = (),
     overwrite: bool = False,
     resume: bool = False,
@@ -116,8 +119,9 @@ def finetune(
 ) -> RunResult:
     """Fine-tune a model; returns the run's results (also in ``OUTPUT/run.json``).
 
-    ``task`` alone runs the task's bundled demo; with ``recipe`` (a built-in name or a YAML file) the
-    recipe is the starting point. Every other argument overrides one recipe key, as the CLI flag of
+    ``task`` alone runs the task's bundled demo; with data of your own (``train``...) it starts from
+    the task's general defaults; with ``recipe`` (a built-in name or a YAML file) from the recipe.
+    ``source_lang``/``target_lang`` set the translation pair (``task_options.source_lang``/``target_lang``). Every other argument overrides one recipe key, as the CLI flag of
     the same name does; ``overrides`` sets any key (``{"training.warmup_ratio": 0.1}`` or
     ``["training.warmup_ratio=0.1"]``). ``output`` defaults to ``runs/<task>-<time>``.
     ``resume=True`` continues the run in ``output`` from its last complete checkpoint, with the
@@ -132,7 +136,7 @@ def finetune(
                  batch_size=batch_size, learning_rate=learning_rate, gradient_accumulation=gradient_accumulation,
                  precision=precision, device=device, seed=seed, early_stopping=early_stopping,
                  validation_fraction=validation_fraction, save_total_limit=save_total_limit,
-                 auto_batch_size=auto_batch_size)
+                 auto_batch_size=auto_batch_size, source_lang=source_lang, target_lang=target_lang)
     cfg = None
     if resume:
         if output is None:
@@ -148,6 +152,7 @@ def finetune(
             resume = False
     if cfg is None:
         cfg, source = resolve_config(task, recipe=recipe, overrides=overrides, _style=_style, **flags)
+        log(f"recipe: {source}")
     run_dir = Path(output) if output is not None else Path("runs") / f"{cfg.task}-{time.strftime('%Y%m%d-%H%M%S')}"
     meta = run(cfg, run_dir, overwrite=overwrite, resume=resume, recipe_source=source, allow_pickle=allow_pickle,
                trust_remote_code=trust_remote_code)
@@ -194,13 +199,13 @@ def export(run: str | Path, output: str | Path, *, overwrite: bool = False) -> P
 
 def validate(task: str | None = None, *, recipe: str | None = None, train: str | None = None,
              validation: str | None = None, test: str | None = None, model: str | None = None,
+             source_lang: str | None = None, target_lang: str | None = None,
              overrides: Mapping[str, Any] | Sequence[str] = (), _style: str = "python"):
     """Check data with the task's readers without training: a report with ``errors``, ``warnings``,
     ``summary`` and ``exit_code(strict)``."""
     from ftkit.validate import validate_data
 
-    # explicit files are validated alone, not mixed with the demo recipe's bundled sample
-    cfg, _ = resolve_config(task, recipe=recipe, overrides=overrides, _style=_style,
-                            default_recipe=not (train or validation or test),
-                            train=train, validation=validation, test=test)
+    # explicit files are validated alone (the task's general defaults), not mixed with the demo's sample
+    cfg, _ = resolve_config(task, recipe=recipe, overrides=overrides, _style=_style, train=train,
+                            validation=validation, test=test, source_lang=source_lang, target_lang=target_lang)
     return validate_data(cfg, model)

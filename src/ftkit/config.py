@@ -165,18 +165,27 @@ def resolve(
     values from the Python API). ``flag_names`` says how each flag was written (``--epochs``), so a
     bad value is blamed on the flag rather than the recipe. Returns the config and the recipe's path
     (or ``"command line"``).
+
+    Without a recipe, ``--task T`` alone is the task's bundled demo; with data of the user's own
+    (``--train``/``--validation``/``--test``) it is the task's general defaults: nothing that describes
+    the demo's data (label names, line formats, article splits...) applies to the user's files.
     """
     from ftkit.tasks import get_task_class
 
+    items = [(k, v, f"{k}={v!r}") for k, v in sets.items()] if isinstance(sets, dict) else [
+        (*parse_set_option(item), f"--set {item}") for item in sets]
+    data_keys = {"data.train", "data.validation", "data.test"}
+    user_data = any(flags.get(k) is not None for k in data_keys) or any(k in data_keys for k, _, _ in items)
     if recipe is None:
         if task is None:
             raise FtkitError("no task given", hint="pass --task ner (or --recipe NAME_OR_FILE)")
-        recipe = get_task_class(task).demo_recipe if default_recipe else None  # unknown task -> clear error
+        demo = get_task_class(task).demo_recipe  # an unknown task is a clear error here
+        recipe = demo if default_recipe and not user_data else None
     if recipe is not None:
         path, raw = load_recipe(recipe)
         source = str(path)
     else:
-        raw, source = {}, "command line"
+        raw, source = {}, "command line (the task's general defaults)"
     if task is not None:
         if raw.get("task") not in (None, task):
             raise FtkitError(f"recipe is for task '{raw.get('task')}', not '{task}'", file=source)
@@ -186,8 +195,6 @@ def resolve(
         if value is not None:
             apply_override(raw, key, value)
             origins[key] = (flag_names or {}).get(key) or f"--{key.rpartition('.')[2].replace('_', '-')}"
-    items = [(k, v, f"{k}={v!r}") for k, v in sets.items()] if isinstance(sets, dict) else [
-        (*parse_set_option(item), f"--set {item}") for item in sets]
     for key, value, how in items:
         apply_override(raw, key, value)
         origins[key] = how

@@ -81,14 +81,33 @@ def evaluate_run(run_dir: str | Path, split: str, data: str | None = None, batch
     return {"split": split, "data": data, **scores}
 
 
+class Predictor:
+    """A trained model (run folder or export) loaded once, predicting many times: ``ftkit predict``
+    reads a file through it, a server would answer each batch of requests through it."""
+
+    def __init__(self, task, facts: Facts, model, tokenizer, meta: dict[str, Any], device: str = "auto"):
+        self.task, self.facts, self.model, self.tokenizer, self.meta, self.device = (
+            task, facts, model, tokenizer, meta, device)
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str = "auto", allow_pickle: bool = False) -> "Predictor":
+        from ftkit.engine.models import load_trained
+
+        task, facts, model, tokenizer, meta = load_trained(path, allow_pickle=allow_pickle)
+        model.eval()
+        return cls(task, facts, model, tokenizer, meta, device)
+
+    def predict(self, records: list[dict[str, Any]], batch_size: int = 32) -> list[dict[str, Any]]:
+        """One output record per input record, in order (the task's ``format_prediction``)."""
+        examples = self.task.predict_examples(records)
+        if len(examples) == 0:
+            return []
+        predictions = predict_split(self.task, self.facts, self.model, self.tokenizer, examples,
+                                    batch_size=batch_size, device=self.device)
+        return [self.task.format_prediction(ex, p) for ex, p in zip(examples, predictions)]
+
+
 def predict_records(model_path: str | Path, records: list[dict[str, Any]], batch_size: int = 32,
                     device: str = "auto", allow_pickle: bool = False) -> list[dict[str, Any]]:
     """``ftkit predict``: one output record per input record, in order."""
-    from ftkit.engine.models import load_trained
-
-    task, facts, model, tokenizer, _ = load_trained(model_path, allow_pickle=allow_pickle)
-    examples = task.predict_examples(records)
-    if len(examples) == 0:
-        return []
-    predictions = predict_split(task, facts, model, tokenizer, examples, batch_size=batch_size, device=device)
-    return [task.format_prediction(ex, p) for ex, p in zip(examples, predictions)]
+    return Predictor.load(model_path, device=device, allow_pickle=allow_pickle).predict(records, batch_size)
