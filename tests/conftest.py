@@ -35,6 +35,29 @@ def _one_torch_thread():
 
 
 @pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (Debian's package) driven by Playwright, which downloads no browser of its own.
+
+    Skips when chromium or playwright is missing, unless FTKIT_REQUIRE_BROWSER=1 (CI sets it)."""
+    import shutil
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if not exe or sync_playwright is None:
+        missing = "chromium" if not exe else "playwright"
+        if os.environ.get("FTKIT_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{missing} is missing, and FTKIT_REQUIRE_BROWSER=1")
+        pytest.skip(f"{missing} is missing (apt-get install chromium)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """Tiny random checkpoints per family, built once per session and loaded like real ones."""
     from tiny_models import build_tiny_checkpoint
