@@ -14,7 +14,8 @@ import pytest
 from conftest import REPO, facts, write
 
 from ftkit.errors import FtkitError
-from ftkit.tasks.qa import QaOptions, QaTask, normalize_answer, squad_scores
+from ftkit.metrics.squad import normalize_answer, squad_scores
+from ftkit.tasks.qa import QaOptions, QaTask
 
 SQUAD = REPO / "src" / "ftkit" / "samples" / "squad"
 DEV = REPO.parent / "shared" / "data" / "squad_v1" / "dev-v1.1.json"

@@ -11,8 +11,8 @@ import pytest
 from conftest import REPO, facts, write
 
 from ftkit.errors import FtkitError
-from ftkit.tasks.relation import (RelationTask, fit_window, micro_scores, official_scores, parse_marked,
-                                  render_marked)
+from ftkit.metrics.semeval2010_task8 import micro_scores, official_scores
+from ftkit.tasks.relation import RelationTask, fit_window, parse_marked, render_marked
 
 SEMEVAL = REPO / "src" / "ftkit" / "samples" / "semeval2010"
 

@@ -7,7 +7,6 @@ wrong types are explained; both end as one-line :class:`FtkitError`.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator

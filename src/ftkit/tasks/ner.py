@@ -323,25 +323,10 @@ class NerTask(Task):
         return result
 
     def score(self, examples, predictions, facts: Facts) -> dict[str, Any]:
-        from seqeval.metrics import accuracy_score, classification_report, f1_score, precision_score, recall_score
+        from ftkit import metrics
 
-        y_true = [list(t) for t in examples["tags"]]
-        y_pred = [[tag for tag, _ in p] for p in predictions]
-        report = classification_report(y_true, y_pred, output_dict=True, zero_division=0)
-        per_label = {
-            k: {"precision": v["precision"], "recall": v["recall"], "f1": v["f1-score"], "support": int(v["support"])}
-            for k, v in report.items()
-            if k not in ("micro avg", "macro avg", "weighted avg")
-        }
-        return {
-            "precision": float(precision_score(y_true, y_pred, zero_division=0)),
-            "recall": float(recall_score(y_true, y_pred, zero_division=0)),
-            "f1": float(f1_score(y_true, y_pred, zero_division=0)),
-            "accuracy": float(accuracy_score(y_true, y_pred)),
-            "macro_f1": float(report.get("macro avg", {}).get("f1-score", 0.0)),
-            "examples": len(y_true),
-            "per_label": per_label,
-        }
+        return metrics.compute("seqeval_entities", predictions=[[tag for tag, _ in p] for p in predictions],
+                               references=[list(t) for t in examples["tags"]])
 
     def format_table(self, m: dict[str, Any]) -> str:
         lines = [f"{'type':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]

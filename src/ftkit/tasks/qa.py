@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import json
 import re
-import string
-from collections import Counter
 from typing import Any, Literal
 
 import numpy as np
@@ -75,79 +73,6 @@ def parse_slice(text: str, what: str = "articles") -> slice:
     if m.group(2) is None:
         return slice(a, a + 1 if a != -1 else None)
     return slice(a, b)
-
-
-# ---------------------------------------------------------------------------
-# the official SQuAD scoring (evaluate-v1.1.py and evaluate-v2.0.py), as fractions
-
-
-def normalize_answer(s: str) -> str:
-    """Lower text and remove punctuation, articles and extra whitespace (SQuAD's own rules)."""
-    s = s.lower()
-    exclude = set(string.punctuation)
-    s = "".join(ch for ch in s if ch not in exclude)
-    s = re.sub(r"\b(a|an|the)\b", " ", s, flags=re.UNICODE)
-    return " ".join(s.split())
-
-
-def _token_f1(pred: list[str], gold: list[str]) -> float:
-    """Bag-of-tokens F1, the core shared by the v1.1 and v2.0 official scripts."""
-    same = sum((Counter(pred) & Counter(gold)).values())
-    if same == 0:
-        return 0.0
-    precision, recall = same / len(pred), same / len(gold)
-    return 2 * precision * recall / (precision + recall)
-
-
-def f1_v1(prediction: str, ground_truth: str) -> float:
-    return _token_f1(normalize_answer(prediction).split(), normalize_answer(ground_truth).split())
-
-
-def exact_v1(prediction: str, ground_truth: str) -> float:
-    return float(normalize_answer(prediction) == normalize_answer(ground_truth))
-
-
-def _tokens_v2(s: str) -> list[str]:
-    return normalize_answer(s).split() if s else []
-
-
-def f1_v2(gold: str, pred: str) -> float:
-    # v2.0: an empty answer on either side scores 1 only when both are empty
-    g, p = _tokens_v2(gold), _tokens_v2(pred)
-    if not g or not p:
-        return float(g == p)
-    return _token_f1(p, g)
-
-
-def exact_v2(gold: str, pred: str) -> float:
-    return float(normalize_answer(gold) == normalize_answer(pred))
-
-
-def squad_scores(golds: list[list[str]], preds: list[str], version_2: bool) -> dict[str, Any]:
-    """EM and F1 (max over the gold answers), as the official v1.1 / v2.0 scripts compute them."""
-    if len(golds) != len(preds):
-        raise ValueError(f"{len(golds)} questions but {len(preds)} predictions")
-    em, f1, has_ans = [], [], []
-    for gold, pred in zip(golds, preds):
-        if not version_2:
-            em.append(max(exact_v1(pred, g) for g in gold))
-            f1.append(max(f1_v1(pred, g) for g in gold))
-            has_ans.append(True)
-        else:
-            answers = [g for g in gold if normalize_answer(g)] or [""]
-            em.append(max(exact_v2(g, pred) for g in answers))
-            f1.append(max(f1_v2(g, pred) for g in answers))
-            has_ans.append(bool(gold))
-    n = len(preds)
-    out: dict[str, Any] = {"exact_match": sum(em) / n if n else 0.0, "f1": sum(f1) / n if n else 0.0, "examples": n}
-    if version_2:
-        for name, want in (("has_ans", True), ("no_ans", False)):
-            idx = [i for i, h in enumerate(has_ans) if h == want]
-            if idx:  # like the official script: a part with no questions is left out
-                out[f"{name}_exact_match"] = sum(em[i] for i in idx) / len(idx)
-                out[f"{name}_f1"] = sum(f1[i] for i in idx) / len(idx)
-                out[f"{name}_total"] = len(idx)
-    return out
 
 
 # ---------------------------------------------------------------------------
@@ -548,7 +473,10 @@ class QaTask(Task):
     def score(self, examples, predictions, facts: Facts) -> dict[str, Any]:
         golds = [a["text"] for a in examples["answers"]]
         version_2 = self.version_2 or any(not g for g in golds)
-        m = squad_scores(golds, [p["text"] for p in predictions], version_2)
+        from ftkit import metrics
+
+        m = metrics.compute("squad", predictions=[p["text"] for p in predictions], references=golds,
+                            version_2_with_negative=version_2)
         per_label = {}
         for part, key in (("HasAns", "has_ans"), ("NoAns", "no_ans")):
             if f"{key}_total" in m:

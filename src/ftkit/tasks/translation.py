@@ -286,22 +286,10 @@ class TranslationTask(Task):
         return preds
 
     def score(self, examples, predictions: list[str], facts: Facts) -> dict[str, Any]:
-        from sacrebleu.metrics import BLEU, CHRF
+        from ftkit import metrics
 
-        refs = list(examples["target"])
-        bleu, chrf = BLEU(tokenize=self.options.bleu_tokenize), CHRF()
-        b = bleu.corpus_score(predictions, [refs])
-        c = chrf.corpus_score(predictions, [refs])
-        return {
-            "bleu": float(b.score),
-            "chrf": float(c.score),
-            "bleu_signature": str(bleu.get_signature()),
-            "chrf_signature": str(chrf.get_signature()),
-            "brevity_penalty": float(b.bp),
-            "hyp_length": int(b.sys_len),
-            "ref_length": int(b.ref_len),
-            "examples": len(refs),
-        }
+        return metrics.compute("sacrebleu_chrf", predictions=list(predictions), references=list(examples["target"]),
+                               tokenize=self.options.bleu_tokenize)
 
     def format_table(self, m: dict[str, Any]) -> str:
         return "\n".join([
