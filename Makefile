@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   -- install into .venv, then fine-tune NER on the bundled sample (offline)
-#   make test   -- install into .venv, then run the test suite
+#   make test   -- install into .venv, then run the test suite (CI runs this)
+#   make test-fast -- the same without the tests marked slow (real MiniLM training)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -10,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test clean
+.PHONY: install demo test test-fast clean
 
 install: $(STAMP)
 
@@ -34,6 +35,9 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:
 	rm -rf runs .pytest_cache

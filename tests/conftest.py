@@ -60,7 +60,7 @@ def browser():
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """Tiny random checkpoints per family, built once per session and loaded like real ones."""
-    from tiny_models import build_tiny_checkpoint
+    from tiny_models import DEFAULT_CORPUS, build_tiny_checkpoint
 
     root = tmp_path_factory.mktemp("tiny-models")
     corpus = [line.split()[0] for line in (SAMPLES / "train.txt").read_text().splitlines() if line.strip()]
@@ -69,7 +69,8 @@ def tiny_models(tmp_path_factory):
 
     def get(family: str) -> Path:
         if family not in built:
-            built[family] = build_tiny_checkpoint(family, root / family, corpus=sentences)
+            # the CoNLL sample's words plus the default corpus (accents, digits, punctuation)
+            built[family] = build_tiny_checkpoint(family, root / family, corpus=sentences + list(DEFAULT_CORPUS))
         return built[family]
 
     return get

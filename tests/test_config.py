@@ -1,19 +1,40 @@
 """Recipes map 1:1 onto the typed config; overrides and errors name their keys."""
 
+from pathlib import Path
+
 import pytest
+import yaml
 from conftest import write
 
-from ftkit.config import RunConfig, resolve
+from ftkit.config import resolve
 from ftkit.errors import FtkitError
 from ftkit.recipes import builtin_recipes
 
 
-def test_builtin_recipes_validate():
+def test_builtin_recipes_validate_and_round_trip():
+    from ftkit.config import dump_yaml, validate
+    from ftkit.recipes import load_yaml, resolve_packaged
+    from ftkit.tasks import get_task_class
+
     names = builtin_recipes()
-    assert {"ner-demo", "ner-conll2003"} <= set(names)
-    for name in names:
-        cfg, _ = resolve(None, name, {}, [])
-        assert isinstance(cfg, RunConfig)
+    assert {"ner-demo", "ner-conll2003", "classification-demo", "relation-demo", "qa-demo",
+            "translation-demo"} <= set(names)
+    for name, path in names.items():
+        cfg, source = resolve(None, name, {}, [])
+        assert source == str(path) and cfg.task in name
+        # task_options are the task's own typed options, every key of the file kept
+        assert isinstance(cfg.task_options, get_task_class(cfg.task).Options)
+        written = load_yaml(path).get("task_options") or {}
+        assert {k: getattr(cfg.task_options, k) is not None for k in written} == {k: v is not None for k, v in
+                                                                                  written.items()}
+        # the resolved recipe (run folder's recipe.yaml) validates to the same config
+        assert validate(yaml.safe_load(dump_yaml(cfg)), "again") == cfg
+        # demo recipes read bundled samples that exist in the package
+        for split in ("train", "validation", "test"):
+            p = getattr(cfg.data, split)
+            if p and p.startswith("ftkit:"):
+                real = resolve_packaged(p)
+                assert any(Path(real + suffix).exists() for suffix in ("", ".en")), (name, p)
 
 
 def test_task_alone_uses_default_recipe():
@@ -73,3 +94,37 @@ def test_recipe_task_mismatch(tmp_path):
     p = write(tmp_path / "r.yaml", "task: ner\n")
     with pytest.raises(FtkitError, match="recipe is for task 'ner', not 'qa'"):
         resolve("qa", str(p), {}, [])
+
+
+def test_errors_name_where_the_key_came_from(tmp_path):
+    """The same one line from finetune, validate and the Python API, blaming the flag or the file."""
+    with pytest.raises(FtkitError) as e:
+        resolve("ner", None, {}, ["task_options.tag_shceme=iob1"])
+    assert e.value.one_line().startswith("--set task_options.tag_shceme=iob1: unknown key 'task_options.tag_shceme' "
+                                         "(hint: did you mean 'task_options.tag_scheme'?")
+    p = write(tmp_path / "r.yaml", "task: ner\ntask_options:\n  tag_shceme: iob1\n")
+    with pytest.raises(FtkitError) as e:
+        resolve(None, str(p), {}, [])
+    assert e.value.one_line().startswith(f"{p}: unknown key 'task_options.tag_shceme'")
+    with pytest.raises(FtkitError) as e:
+        resolve("ner", None, {"training.epochs": -1.0}, [], flag_names={"training.epochs": "--epochs"})
+    assert e.value.one_line().startswith("--epochs: 'training.epochs': Input should be greater than 0")
+
+    import ftkit
+
+    with pytest.raises(FtkitError, match=r"^task_options.tag_shceme='iob1': unknown key"):
+        ftkit.validate("ner", train="x.conll", overrides={"task_options.tag_shceme": "iob1"})
+
+
+def test_cli_finetune_and_validate_give_the_same_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from ftkit.cli import app
+
+    train = write(tmp_path / "t.conll", "Paris B-LOC\n")
+    lines = []
+    for cmd in ("finetune", "validate"):
+        r = CliRunner().invoke(app, [cmd, "--task", "ner", "--train", str(train), "--set", "task_options.tag_shceme=iob1"])
+        assert r.exit_code == 2
+        lines.append([x for x in r.stderr.splitlines() if x.startswith("error:")])
+    assert lines[0] == lines[1] and len(lines[0]) == 1 and "--set task_options.tag_shceme=iob1" in lines[0][0]

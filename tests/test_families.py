@@ -55,14 +55,27 @@ def test_family_trains_evaluates_exports_and_predicts(family, tiny_models, tmp_p
     model = AutoModelForTokenClassification.from_pretrained(out)
     assert model.config.id2label[0] == "O" and set(model.config.label2id) == set(meta["labels"])
     tok = AutoTokenizer.from_pretrained(out)
-    nlp = pipeline("token-classification", model=model, tokenizer=tok)
-    assert isinstance(nlp("Peter Blackburn visited Brussels ."), list)
+    text = "EU rejects German call to boycott British lamb ."  # a training sentence: entities are likely
+    nlp = pipeline("token-classification", model=model, tokenizer=tok, aggregation_strategy="none")
+    tokens = nlp(text)  # every sub-token not tagged O
+    assert all(t["entity"] in meta["labels"] for t in tokens)
 
-    preds = predict_records(out, [{"text": "Peter Blackburn visited Brussels on Monday."}])
-    assert preds[0]["text"].startswith("Peter")
+    preds = predict_records(out, [{"text": text}])
+    assert preds[0]["text"] == text
     for ent in preds[0]["entities"]:
-        assert preds[0]["text"][ent["start"]:ent["end"]] == ent["text"]
+        assert text[ent["start"]:ent["end"]] == ent["text"]
         assert ent["label"] in {"PER", "ORG", "LOC", "MISC"} and 0 <= ent["score"] <= 1
+    # ftkit reads each word's tag from its first sub-token: the plain pipeline on the export gives the
+    # same entity type (or O) at the first sub-token of every word -- an independent path to the same logits
+    from ftkit.tasks.ner import split_words
+
+    first = {t["start"] + (text[t["start"]] == " "): t["entity"][2:] for t in tokens}
+    in_entity = {}
+    for ent in preds[0]["entities"]:
+        for _, s, _ in split_words(text[ent["start"]:ent["end"]]):
+            in_entity[ent["start"] + s] = ent["label"]
+    words = [s for _, s, _ in split_words(text)]
+    assert [first.get(s, "O") for s in words] == [in_entity.get(s, "O") for s in words], (tokens, preds)
 
 
 def test_gpt2_without_pad_token_gets_one(tiny_models):

@@ -454,8 +454,13 @@ def test_squad_v2_trains_and_scores_has_ans_and_no_ans(tiny_models, tmp_path):
     assert m["f1"] == pytest.approx((5 * m["has_ans_f1"] + 2 * m["no_ans_f1"]) / 7)
     assert set(m["per_label"]) == {"HasAns", "NoAns"}
     assert evaluate_run(tmp_path / "run", "test")["no_ans_f1"] == pytest.approx(m["no_ans_f1"])
-    pred = predict_records(tmp_path / "run", [{"question": "Who?", "context": "Peter Blackburn reported."}])[0]
-    assert pred["answer"] == "" and pred["start"] is None or pred["answer"] in "Peter Blackburn reported."
+    context = "Peter Blackburn reported."
+    pred = predict_records(tmp_path / "run", [{"question": "Who?", "context": context}])[0]
+    assert 0 <= pred["score"] <= 1
+    if pred["answer"]:  # a span: exactly the characters at its offsets, whitespace-trimmed
+        assert context[pred["start"]:pred["end"]] == pred["answer"] == pred["answer"].strip()
+    else:  # the SQuAD 2.0 null answer
+        assert pred["start"] is None and pred["end"] is None
 
 
 # the official evaluate-v1.1.py, kept independent of ftkit's implementation

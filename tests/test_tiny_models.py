@@ -39,18 +39,6 @@ SENTENCES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    built: dict[str, Path] = {}
-
-    def get(family: str) -> Path:
-        if family not in built:
-            built[family] = build_tiny_checkpoint(family, tmp_path_factory.mktemp(family))
-        return built[family]
-
-    return get
-
-
 def load_tok(path: Path, family: str, **kwargs):
     tok = AutoTokenizer.from_pretrained(path, **kwargs)
     assert tok.is_fast
@@ -66,8 +54,8 @@ def words_tokenizer(path: Path, family: str):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_checkpoint_files_and_config(ckpt, family):
-    path = ckpt(family)
+def test_checkpoint_files_and_config(tiny_models, family):
+    path = tiny_models(family)
     names = {p.name for p in path.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= names
     assert not any(n.endswith((".bin", ".pt")) for n in names)
@@ -99,8 +87,8 @@ def test_checkpoint_files_and_config(ckpt, family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_tokenizer_class_and_round_trip(ckpt, family):
-    path = ckpt(family)
+def test_tokenizer_class_and_round_trip(tiny_models, family):
+    path = tiny_models(family)
     variants = [load_tok(path, family)]
     if family in BYTE_LEVEL:
         variants.append(load_tok(path, family, add_prefix_space=True))
@@ -117,8 +105,8 @@ def test_tokenizer_class_and_round_trip(ckpt, family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_special_tokens_added(ckpt, family):
-    tok = load_tok(ckpt(family), family)
+def test_special_tokens_added(tiny_models, family):
+    tok = load_tok(tiny_models(family), family)
     tokens = tok.convert_ids_to_tokens(tok("Hello world")["input_ids"])
     expected = {
         "bert": ("[CLS]", "[SEP]"),
@@ -137,8 +125,8 @@ def test_special_tokens_added(ckpt, family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_word_ids_for_pre_split_words(ckpt, family):
-    tok = words_tokenizer(ckpt(family), family)
+def test_word_ids_for_pre_split_words(tiny_models, family):
+    tok = words_tokenizer(tiny_models(family), family)
     enc = tok(["Hello", "world"], is_split_into_words=True)
     word_ids = enc.word_ids()
     special = set(tok.all_special_ids)
@@ -155,8 +143,8 @@ def test_word_ids_for_pre_split_words(ckpt, family):
 
 
 @pytest.mark.parametrize("family", sorted(BYTE_LEVEL))
-def test_byte_level_prefix_space_and_offsets(ckpt, family):
-    path = ckpt(family)
+def test_byte_level_prefix_space_and_offsets(tiny_models, family):
+    path = tiny_models(family)
     tok = load_tok(path, family, add_prefix_space=True)
     # With add_prefix_space the first word is encoded like any other word.
     enc = tok(["Hello", "world"], is_split_into_words=True)
@@ -184,16 +172,16 @@ def test_byte_level_prefix_space_and_offsets(ckpt, family):
     assert wids[0] == 0 and wids == sorted(wids)
 
 
-def test_gpt2_pad_is_unset_but_eos_padding_works(ckpt):
-    tok = load_tok(ckpt("gpt2"), "gpt2", add_prefix_space=True)
+def test_gpt2_pad_is_unset_but_eos_padding_works(tiny_models):
+    tok = load_tok(tiny_models("gpt2"), "gpt2", add_prefix_space=True)
     assert tok.pad_token is None
     tok.pad_token = tok.eos_token
     batch = tok(["Hello world", "Hi"], padding=True)
     assert batch["input_ids"][1][-1] == tok.eos_token_id and batch["attention_mask"][1][-1] == 0
 
 
-def test_t5_sentinels_are_single_tokens(ckpt):
-    tok = load_tok(ckpt("t5"), "t5")
+def test_t5_sentinels_are_single_tokens(tiny_models):
+    tok = load_tok(tiny_models("t5"), "t5")
     tokens = tok.convert_ids_to_tokens(tok("Hello <extra_id_0> world")["input_ids"])
     assert "<extra_id_0>" in tokens and tokens[-1] == "</s>"
 
@@ -227,8 +215,8 @@ def _finite(loss) -> bool:
 
 
 @pytest.mark.parametrize("family", sorted(CLASSIFIERS))
-def test_token_classification_forward(ckpt, family):
-    path = ckpt(family)
+def test_token_classification_forward(tiny_models, family):
+    path = tiny_models(family)
     tok = words_tokenizer(path, family)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -255,8 +243,8 @@ def test_token_classification_forward(ckpt, family):
 
 
 @pytest.mark.parametrize("family", sorted(CLASSIFIERS))
-def test_sequence_classification_forward(ckpt, family):
-    path = ckpt(family)
+def test_sequence_classification_forward(tiny_models, family):
+    path = tiny_models(family)
     tok = load_tok(path, family)
     model, info = AutoModelForSequenceClassification.from_pretrained(path, num_labels=3, output_loading_info=True)
     _only_head_missing(info)
@@ -270,8 +258,8 @@ def test_sequence_classification_forward(ckpt, family):
 
 
 @pytest.mark.parametrize("family", sorted(SEQ2SEQ))
-def test_seq2seq_forward_and_generate(ckpt, family):
-    path = ckpt(family)
+def test_seq2seq_forward_and_generate(tiny_models, family):
+    path = tiny_models(family)
     tok = load_tok(path, family)
     model, info = AutoModelForSeq2SeqLM.from_pretrained(path, output_loading_info=True)
     assert info["missing_keys"] == [] or set(info["missing_keys"]) <= {"lm_head.weight"}  # tied embeddings
@@ -288,8 +276,8 @@ def test_seq2seq_forward_and_generate(ckpt, family):
     assert gen.shape[0] == 2 and gen[0, 0].item() == model.config.decoder_start_token_id
 
 
-def test_causal_lm_forward(ckpt):
-    path = ckpt("gpt2")
+def test_causal_lm_forward(tiny_models):
+    path = tiny_models("gpt2")
     tok = load_tok(path, "gpt2")
     model, info = AutoModelForCausalLM.from_pretrained(path, output_loading_info=True)
     assert info["missing_keys"] == [] or set(info["missing_keys"]) <= {"lm_head.weight"}

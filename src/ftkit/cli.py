@@ -270,7 +270,7 @@ def recipes(debug: bool = DebugOpt) -> None:
 def main(argv: list[str] | None = None) -> None:
     """The console script: usage errors as one line, a closed pipe ends quietly."""
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=argv, prog_name="ftkit", standalone_mode=False)
     except BrokenPipeError:
         _silence_stdout()
         sys.exit(EXIT_PIPE)

@@ -3,9 +3,9 @@
 A plugin is any installed distribution that declares an entry point in the group ``ftkit.tasks``::
 
     [project.entry-points."ftkit.tasks"]
-    pair_regression = "ftkit_pairreg:PairRegressionTask"
+    my_task = "my_package.tasks:MyTask"
 
-The entry point's name is the task name (``ftkit finetune --task pair_regression``); its value
+The entry point's name is the task name (``ftkit finetune --task my_task``); its value
 names a :class:`~ftkit.tasks.base.Task` subclass. Nothing is imported until a task is used, so
 listing the names (``--task`` help) stays instant. A plugin cannot replace a built-in task.
 """
