@@ -32,6 +32,7 @@ FINETUNE_FLAGS = {
     "early_stopping": "training.early_stopping_patience", "save_total_limit": "training.save_total_limit",
     "auto_batch_size": "training.auto_batch_size",
     "source_lang": "task_options.source_lang", "target_lang": "task_options.target_lang",
+    "auto_resume": "training.auto_resume",
 }
 
 
@@ -110,6 +111,7 @@ def finetune(
     auto_batch_size: bool | None = None,
     source_lang: str | None = None,
     target_lang: str | None = None,
+    auto_resume: bool | None = None,
     overrides: Mapping[str, Any] | Sequence[str] = (),
     overwrite: bool = False,
     resume: bool = False,
@@ -125,7 +127,9 @@ def finetune(
     the same name does; ``overrides`` sets any key (``{"training.warmup_ratio": 0.1}`` or
     ``["training.warmup_ratio=0.1"]``). ``output`` defaults to ``runs/<task>-<time>``.
     ``resume=True`` continues the run in ``output`` from its last complete checkpoint, with the
-    recipe saved there.
+    recipe saved there. ``auto_resume=True`` makes the *same call* continue the run in ``output`` when it
+    has a complete checkpoint and start fresh when it has none (for schedulers that requeue a job after
+    SIGTERM; the run exits with status 143 after saving a checkpoint on SIGTERM).
     """
     from ftkit.engine.finetune import finetune as run
     from ftkit.engine.run_folder import RECIPE_FILE
@@ -136,7 +140,8 @@ def finetune(
                  batch_size=batch_size, learning_rate=learning_rate, gradient_accumulation=gradient_accumulation,
                  precision=precision, device=device, seed=seed, early_stopping=early_stopping,
                  validation_fraction=validation_fraction, save_total_limit=save_total_limit,
-                 auto_batch_size=auto_batch_size, source_lang=source_lang, target_lang=target_lang)
+                 auto_batch_size=auto_batch_size, source_lang=source_lang, target_lang=target_lang,
+                 auto_resume=auto_resume)
     cfg = None
     if resume:
         if output is None:
@@ -153,6 +158,9 @@ def finetune(
     if cfg is None:
         cfg, source = resolve_config(task, recipe=recipe, overrides=overrides, _style=_style, **flags)
         log(f"recipe: {source}")
+        if cfg.training.auto_resume and output is None:
+            raise FtkitError("--auto-resume needs --output RUN_DIR (the folder the same command finds again)"
+                             if _style == "cli" else "auto_resume=True needs output=")
     run_dir = Path(output) if output is not None else Path("runs") / f"{cfg.task}-{time.strftime('%Y%m%d-%H%M%S')}"
     meta = run(cfg, run_dir, overwrite=overwrite, resume=resume, recipe_source=source, allow_pickle=allow_pickle,
                trust_remote_code=trust_remote_code)

@@ -7,6 +7,7 @@ key, an unknown flag -- ends as one ``error:`` line on stderr and a non-zero exi
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -70,6 +71,11 @@ def _handled(fn: Callable) -> Callable:
         except Exception as e:  # noqa: BLE001 - the last line of defence
             if debug:
                 raise
+            if isinstance(e, OSError) and e.errno == errno.ENOSPC:  # a write the engine did not foresee
+                where = f" while writing {e.filename}" if e.filename else ""
+                typer.echo(f"error: no space left on the device{where} (hint: free some space and run again)",
+                           err=True)
+                raise typer.Exit(2) from None
             msg = " ".join(str(e).split())[:300]
             typer.echo(f"error: internal error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)",
                        err=True)
@@ -120,6 +126,10 @@ def finetune(
     set_: List[str] = typer.Option([], "--set", help="Override any recipe key: dotted.key=value (repeatable)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing non-empty run folder."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --output from its last checkpoint."),
+    auto_resume: Optional[bool] = typer.Option(
+        None, "--auto-resume/--no-auto-resume",
+        help="Running the same command again continues the run in --output from its last complete checkpoint "
+             "(fresh when there is none); SIGTERM saves a checkpoint and exits 143. For requeued jobs."),
     debug: bool = DebugOpt,
 ) -> None:
     """Fine-tune a model; `ftkit finetune --task ner` (or any task) alone runs a bundled demo."""
@@ -130,7 +140,8 @@ def finetune(
         epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
         gradient_accumulation=gradient_accumulation, precision=precision, device=device, seed=seed,
         early_stopping=early_stopping, validation_fraction=validation_fraction, save_total_limit=save_total_limit,
-        auto_batch_size=auto_batch_size, source_lang=source_lang, target_lang=target_lang, overrides=set_, overwrite=overwrite, resume=resume,
+        auto_batch_size=auto_batch_size, source_lang=source_lang, target_lang=target_lang, auto_resume=auto_resume,
+        overrides=set_, overwrite=overwrite, resume=resume,
         allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, _style="cli",
     )
     typer.echo(f"run folder: {run.run_dir}", err=True)

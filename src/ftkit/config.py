@@ -54,6 +54,9 @@ class TrainingConfig(_Strict):
     group_by_length: bool = Field(True, description="batches of similar length (less padding), visited in random "
                                   "order with the longest first; false: plain random order")
     dataloader_workers: int = Field(0, ge=0)
+    auto_resume: bool = Field(False, description="re-running the same command continues the run in the output "
+                              "folder from its last complete checkpoint (fresh when there is none): for "
+                              "schedulers that requeue a preempted job")
 
 
 class TaskOptionsError(ValueError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -9,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ftkit.engine.run_folder import RECIPE_FILE, RUN_FILE, find_model_dir, task_of
+from ftkit.engine.run_folder import RECIPE_FILE, RUN_FILE, find_model_dir, no_space_error, task_of
 from ftkit.errors import FtkitError
 
 
@@ -91,7 +92,9 @@ def export_run(run_dir: Path, output: Path, overwrite: bool = False) -> Path:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, output)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise no_space_error(output, sum(f.stat().st_size for f in mdir.iterdir() if f.is_file())) from None
         raise
     return output

@@ -23,16 +23,70 @@ from ftkit.version import __version__
 def finetune(cfg: RunConfig, run_dir: Path, *, overwrite: bool = False, resume: bool = False,
              recipe_source: str = "recipe", allow_pickle: bool = False,
              trust_remote_code: bool = False) -> dict[str, Any]:
-    """Train, save the best model to ``run_dir/model`` and score validation and test; returns run.json."""
-    from ftkit.engine.feature_cache import encode_cached
-    from ftkit.engine.models import load_base
-    from ftkit.engine.run_folder import CHECKPOINTS, RECIPE_FILE, prepare_run_dir
-    from ftkit.engine.splits import describe, read_splits
+    """Train, save the best model to ``run_dir/model`` and score validation and test; returns run.json.
+
+    SIGTERM (a scheduler preempting the job) and Ctrl-C save a complete checkpoint and exit with
+    128 + the signal's number; with ``training.auto_resume`` the same call again continues from it.
+    """
+    from ftkit.engine.run_folder import RUN_FILE, prepare_run_dir, read_json
+    from ftkit.engine.trainer import sigterm_exits
 
     started = time.time()
     run_dir = Path(run_dir)
     task = make_task(cfg.task, cfg.task_options, recipe_source)
+    if cfg.training.auto_resume and not (resume or overwrite):
+        plan = auto_resume_plan(cfg, run_dir)
+        if plan == "done":
+            log(f"--auto-resume: {run_dir} is already complete")
+            return read_json(run_dir / RUN_FILE)
+        resume, overwrite = plan == "resume", plan == "fresh"
     prepare_run_dir(run_dir, overwrite, resume)
+    with sigterm_exits():
+        return _finetune(cfg, task, run_dir, overwrite, resume, allow_pickle, trust_remote_code, started)
+
+
+def auto_resume_plan(cfg: RunConfig, run_dir: Path) -> str:
+    """What re-running the same command does to ``run_dir``: ``new`` (nothing there), ``resume`` (from its
+    last complete checkpoint), ``fresh`` (a run of this recipe that never reached a checkpoint: start over)
+    or ``done`` (it finished). A folder of another recipe is refused."""
+    from ftkit.config import validate
+    from ftkit.engine.run_folder import CHECKPOINTS, RECIPE_FILE, RUN_FILE, last_complete_checkpoint
+    from ftkit.recipes import load_yaml
+
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return "new"
+    saved = run_dir / RECIPE_FILE
+    if not saved.exists():
+        raise FtkitError("--auto-resume: the output folder is not an ftkit run (no recipe.yaml)", file=run_dir,
+                         hint="choose another --output, or --overwrite to replace it")
+    before = validate(load_yaml(saved), str(saved)).model_dump(mode="json")
+    now = cfg.model_dump(mode="json")
+    if before != now:
+        diff = [k for k in _flat(now) if _flat(before).get(k) != _flat(now)[k]] + [
+            k for k in _flat(before) if k not in _flat(now)]
+        raise FtkitError(f"--auto-resume: {run_dir} was started with another recipe (differs in {', '.join(diff[:5])})",
+                         hint="run the same command as before, or choose another --output (or --overwrite)")
+    if (run_dir / RUN_FILE).exists():
+        return "done"
+    return "resume" if last_complete_checkpoint(run_dir / CHECKPOINTS) else "fresh"
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _finetune(cfg, task, run_dir: Path, overwrite: bool, resume: bool, allow_pickle: bool, trust_remote_code: bool,
+              started: float) -> dict[str, Any]:
+    from ftkit.engine.feature_cache import encode_cached
+    from ftkit.engine.models import load_base
+    from ftkit.engine.run_folder import CHECKPOINTS, RECIPE_FILE
+    from ftkit.engine.splits import describe, read_splits
 
     log(f"ftkit {__version__}: task {task.name}, model {cfg.model}")
     task, splits, labels = read_splits(task, cfg)
@@ -68,7 +122,7 @@ def _train(cfg, task, facts, info, tokenizer, model, splits, features, run_dir: 
     from transformers import EarlyStoppingCallback
 
     from ftkit.engine.inference import score_split
-    from ftkit.engine.run_folder import (CHECKPOINTS, MODEL_SUBDIR, RECIPE_FILE, RUN_FILE, TRAIN_LOG,
+    from ftkit.engine.run_folder import (CHECKPOINTS, MODEL_SUBDIR, RUN_FILE, TRAIN_LOG,
                                          last_complete_checkpoint, save_model, write_eval, write_json)
     from ftkit.engine.trainer import FtkitTrainer, GracefulInterrupt, JsonlLog, eval_batch_size, training_arguments
 
@@ -111,9 +165,14 @@ def _train(cfg, task, facts, info, tokenizer, model, splits, features, run_dir: 
                  "or --auto-batch-size to halve it until it fits",
         ) from None
     if interrupt.interrupted:
-        log(f"stopped; a checkpoint is in {run_dir / CHECKPOINTS}. Continue with:\n"
-            f"  ftkit finetune --recipe {run_dir / RECIPE_FILE} --output {run_dir} --resume")
-        raise SystemExit(130)
+        import signal
+
+        how = ("run the same command again (it has --auto-resume)" if cfg.training.auto_resume else
+               "add --auto-resume to the same command")
+        log(f"stopped by {signal.Signals(interrupt.signum).name} after step {trainer.state.global_step}; a complete "
+            f"checkpoint is in {run_dir / CHECKPOINTS}. To continue, {how}, or:\n"
+            f"  ftkit finetune --output {run_dir} --resume")
+        raise SystemExit(128 + interrupt.signum)  # 130 for Ctrl-C, 143 for SIGTERM: schedulers requeue on it
 
     save_model(trainer, tokenizer, task, facts, info, cfg.model, run_dir / MODEL_SUBDIR)
     metrics: dict[str, Any] = {"train_loss": train_out.training_loss, "train_steps": train_out.global_step}

@@ -17,6 +17,7 @@ A model folder (``RUN_DIR/model`` or an export) holds ``ftkit.json``: the task's
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -36,6 +37,18 @@ CHECKPOINTS = "checkpoints"
 TRAIN_LOG = "train_log.jsonl"
 #: written into a checkpoint folder once everything in it is on disk; resume skips unmarked ones
 COMPLETE_MARKER = "ftkit-complete"
+
+
+def no_space_error(folder: Path, needed_bytes: int) -> FtkitError:
+    """The one line for a full disk: which folder, how much it needs, how much is free."""
+    try:
+        free = shutil.disk_usage(next(p for p in [Path(folder), *Path(folder).parents] if p.exists())).free
+    except (OSError, StopIteration):
+        free = 0
+    return FtkitError(f"no space left on the device while writing {folder}: it needs about "
+                      f"{needed_bytes / 2**20:.0f} MB, {free / 2**20:.0f} MB are free",
+                      hint="free some space (or use --save-total-limit 1 or another --output) and run again; "
+                           "earlier complete checkpoints are intact")
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -109,15 +122,21 @@ def save_model(trainer, tokenizer, task, facts: Facts, info, base_model: str, ou
     """The trained model, its tokenizer and ftkit.json, written to a temporary folder and renamed."""
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_model(str(tmp))
-    # Trainer also pickles its TrainingArguments: not part of a model, and not safe to load.
-    (tmp / "training_args.bin").unlink(missing_ok=True)
-    tokenizer.save_pretrained(str(tmp))
-    write_json(tmp / META_FILE, {
-        "ftkit_version": __version__, **facts.to_meta(), "model_type": info.model_type, "base_model": base_model,
-        "add_prefix_space": bool(getattr(tokenizer, "add_prefix_space", False)),
-        **task.export_info(trainer.model, tokenizer, facts),
-    })
+    try:
+        trainer.save_model(str(tmp))
+        # Trainer also pickles its TrainingArguments: not part of a model, and not safe to load.
+        (tmp / "training_args.bin").unlink(missing_ok=True)
+        tokenizer.save_pretrained(str(tmp))
+        write_json(tmp / META_FILE, {
+            "ftkit_version": __version__, **facts.to_meta(), "model_type": info.model_type, "base_model": base_model,
+            "add_prefix_space": bool(getattr(tokenizer, "add_prefix_space", False)),
+            **task.export_info(trainer.model, tokenizer, facts),
+        })
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if e.errno != errno.ENOSPC:
+            raise
+        raise no_space_error(out, 4 * sum(p.numel() for p in trainer.model.parameters())) from None
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
 
@@ -140,8 +159,38 @@ def last_complete_checkpoint(ckpt_dir: Path) -> str | None:
         key=lambda p: int(p.name.split("-")[-1]),
     )
     for p in reversed(ckpts):
-        if (p / COMPLETE_MARKER).exists():
+        if not (p / COMPLETE_MARKER).exists():
+            log(f"warning: skipping incomplete checkpoint {p} (interrupted while it was written)")
+        elif (problem := damaged_file(p)) is not None:
+            log(f"warning: skipping damaged checkpoint {p}: {problem}")
+        else:
             return str(p)
-        log(f"warning: skipping incomplete checkpoint {p} (interrupted while it was written)")
         shutil.rmtree(p, ignore_errors=True)
+    return None
+
+
+def damaged_file(folder: Path) -> str | None:
+    """Why a checkpoint's files cannot be loaded (cut short by a crash or a full disk), or None.
+
+    Cheap: safetensors files must be exactly as long as their header says; torch.save files (optimizer,
+    scheduler, RNG states) are zip archives whose directory sits at the end, so a cut file has none.
+    """
+    import zipfile
+
+    for f in sorted(folder.glob("*.safetensors")):
+        size = f.stat().st_size
+        try:
+            with open(f, "rb") as fh:
+                n = int.from_bytes(fh.read(8), "little")
+                if not 0 < n < 100 * 2**20 or n > size - 8:
+                    return f"{f.name} is truncated ({size} bytes, no complete header)"
+                header = json.loads(fh.read(n))
+        except (OSError, ValueError):
+            return f"{f.name} has no readable header"
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        if size != 8 + n + end:
+            return f"{f.name} is truncated ({size} of {8 + n + end} bytes)"
+    for f in sorted([*folder.glob("*.pt"), *folder.glob("*.pth")]):
+        if not zipfile.is_zipfile(f):
+            return f"{f.name} is truncated or damaged"
     return None

@@ -12,9 +12,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import shutil
 import signal
 import threading
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +25,11 @@ import torch
 from torch.utils.data import SequentialSampler
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
-from transformers.trainer_utils import EvalPrediction
+from transformers.trainer_utils import EvalPrediction, rotate_checkpoints
 
 from ftkit.errors import FtkitError
 from ftkit.log import log
-from ftkit.engine.run_folder import COMPLETE_MARKER
+from ftkit.engine.run_folder import COMPLETE_MARKER, no_space_error
 
 
 class EpochSeededSampler(torch.utils.data.Sampler):
@@ -90,12 +93,27 @@ class FtkitTrainer(Trainer):
         return SequentialSampler(eval_dataset)
 
     def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
-        # A checkpoint counts only once everything in it is written: resume skips unmarked ones.
         path = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+        limit = self.args.save_total_limit
+        # Older checkpoints are rotated away only once the new one is complete (transformers rotates before
+        # ftkit's marker is written, which could leave no complete checkpoint after a crash at that moment).
+        self.args.save_total_limit = None
+        try:
+            super()._save_checkpoint(model, trial)
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+            shutil.rmtree(path, ignore_errors=True)  # never leave a partial checkpoint behind
+            raise no_space_error(path, checkpoint_size(path.parent, model)) from None
+        finally:
+            self.args.save_total_limit = limit
+        # A checkpoint counts only once everything in it is written: resume skips unmarked ones.
         if path.is_dir():
             (path / "training_args.bin").unlink(missing_ok=True)
             (path / COMPLETE_MARKER).write_text("ok\n")
+        if self.args.should_save and limit:
+            rotate_checkpoints(output_dir=str(path.parent), save_total_limit=limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
 
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix="eval"):
@@ -124,31 +142,65 @@ class JsonlLog(TrainerCallback):
 
 
 class GracefulInterrupt(TrainerCallback):
-    """First Ctrl-C: save a checkpoint at the end of the step and stop. Second: abort."""
+    """Ctrl-C (SIGINT) or a scheduler's SIGTERM (preemption): save a complete checkpoint at the end of the
+    step and stop; ``signum`` says which came. A second signal aborts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
-        self.interrupted = False
-        self._old = None
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    @property
+    def interrupted(self) -> bool:
+        return self.signum is not None
 
     def on_train_begin(self, args, state, control, **kw):
         def handler(signum, frame):
-            if self.interrupted:
+            if self.signum is not None:
                 raise KeyboardInterrupt
-            self.interrupted = True
-            log("\ninterrupt: saving a checkpoint after this step (Ctrl-C again to abort)")
+            self.signum = signum
+            log(f"\n{signal.Signals(signum).name}: saving a checkpoint after this step (again to abort)")
 
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, handler)
+            self._old = {s: signal.signal(s, handler) for s in self.SIGNALS}
 
     def on_step_end(self, args, state, control, **kw):
-        if self.interrupted:
+        if self.signum is not None:
             control.should_save = True
             control.should_training_stop = True
 
     def on_train_end(self, args, state, control, **kw):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-            self._old = None
+        for s, old in self._old.items():
+            signal.signal(s, old)
+        self._old = {}
+
+
+@contextlib.contextmanager
+def sigterm_exits():
+    """Outside the training loop, SIGTERM ends the run like an exception (status 143, 128 + SIGTERM), so the
+    usual clean-up runs (a run that never reached a checkpoint leaves no folder)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def checkpoint_size(ckpt_dir: Path, model) -> int:
+    """Bytes a checkpoint takes: the newest complete one's size, else model + Adam states (3 x fp32 weights)."""
+    done = sorted((p for p in ckpt_dir.glob("checkpoint-*") if (p / COMPLETE_MARKER).exists()),
+                  key=lambda p: p.stat().st_mtime)
+    if done:
+        return sum(f.stat().st_size for f in done[-1].rglob("*") if f.is_file())
+    return 3 * 4 * sum(p.numel() for p in model.parameters())
 
 
 def precision_args(requested: str, family: str, device: str) -> dict[str, bool]:
