@@ -83,6 +83,7 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _finetune(cfg, task, run_dir: Path, overwrite: bool, resume: bool, allow_pickle: bool, trust_remote_code: bool,
               started: float) -> dict[str, Any]:
+    from ftkit.engine.adapters import count_parameters, describe_parameters
     from ftkit.engine.feature_cache import encode_cached
     from ftkit.engine.models import load_base
     from ftkit.engine.run_folder import CHECKPOINTS, RECIPE_FILE
@@ -95,6 +96,10 @@ def _finetune(cfg, task, run_dir: Path, overwrite: bool, resume: bool, allow_pic
     info, task, facts, tokenizer, model = load_base(cfg, task, splits["train"], labels, allow_pickle=allow_pickle,
                                                     trust_remote_code=trust_remote_code)
     log(f"  model: {info.path} (family {info.family}, {info.model_type}); window {facts.max_length} sub-tokens")
+    parameters = count_parameters(model)
+    how = "" if cfg.peft.method == "none" else (
+        f"; LoRA r={cfg.peft.r} alpha={cfg.peft.alpha:g} on {', '.join(sorted(model.peft_config['default'].target_modules))}")
+    log(f"  parameters: {describe_parameters(parameters)}{how}")
     features = {name: encode_cached(task, facts, ds, tokenizer, train=(name == "train")) for name, ds in splits.items()}
     for name in ("validation", "test"):
         if name in features and len(features[name]) > len(splits[name]):
@@ -108,7 +113,8 @@ def _finetune(cfg, task, run_dir: Path, overwrite: bool, resume: bool, allow_pic
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         (run_dir / RECIPE_FILE).write_text(dump_yaml(cfg), encoding="utf-8")
-        return _train(cfg, task, facts, info, tokenizer, model, splits, features, run_dir, resume, summary, started)
+        return _train(cfg, task, facts, info, tokenizer, model, splits, features, run_dir, resume, summary, started,
+                      parameters)
     except BaseException:
         # A run that never reached a checkpoint is not worth keeping.
         if created and not any((run_dir / CHECKPOINTS).glob("checkpoint-*")):
@@ -117,7 +123,7 @@ def _finetune(cfg, task, run_dir: Path, overwrite: bool, resume: bool, allow_pic
 
 
 def _train(cfg, task, facts, info, tokenizer, model, splits, features, run_dir: Path, resume: bool, summary,
-           started: float) -> dict[str, Any]:
+           started: float, parameters: dict[str, int]) -> dict[str, Any]:
     import torch
     from transformers import EarlyStoppingCallback
 
@@ -188,6 +194,7 @@ def _train(cfg, task, facts, info, tokenizer, model, splits, features, run_dir: 
     meta = {
         "ftkit_version": __version__, "task": task.name, "base_model": cfg.model, "base_model_path": info.path,
         "family": facts.family, "labels": list(facts.labels), "max_length": facts.max_length, "data": summary,
+        "parameters": parameters, "peft": cfg.peft.model_dump(mode="json"),
         "wall_time_s": round(time.time() - started, 1), "metrics": metrics,
     }
     write_json(run_dir / RUN_FILE, meta)

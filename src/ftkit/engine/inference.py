@@ -23,6 +23,8 @@ def model_outputs(task, facts: Facts, model, tokenizer, features, batch_size: in
 
     from ftkit.engine.trainer import FtkitTrainer, device_args, torch_device
 
+    if getattr(model, "is_onnx", False):  # an ONNX export: onnxruntime, the same batches and reduction
+        return model.outputs(task, facts, tokenizer, features, batch_size)
     if task.generates:
         model.to(torch_device(device))
         return task.generate(model, tokenizer, features, facts, batch_size)

@@ -32,6 +32,7 @@ def load_base(cfg: RunConfig, task, train, labels: list[str], *, allow_pickle: b
 
     info = load_config(cfg.model, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
     tokenizer = load_tokenizer(info)
+    base_vocab = len(tokenizer)
     task, facts = resolve_facts(task, train, labels, info, tokenizer, cfg.training.max_length)
     set_seed(cfg.training.seed)  # the new head's initialisation is part of the run's seed
     try:
@@ -39,11 +40,17 @@ def load_base(cfg: RunConfig, task, train, labels: list[str], *, allow_pickle: b
     except (OSError, ValueError) as e:
         raise FtkitError(f"cannot build a {task.name} model from '{cfg.model}': {str(e).splitlines()[0][:200]}") from None
     prepare_model(model, tokenizer)
+    if cfg.peft.method == "lora":
+        from ftkit.engine.adapters import wrap_lora
+
+        # the tokens the task added (relation markers) have new embedding rows: they are trained too
+        model = wrap_lora(model, cfg.peft, info, list(range(base_vocab, len(tokenizer))))
     return info, task, facts, tokenizer, model
 
 
 def load_trained(path: str | Path, *, allow_pickle: bool = False):
-    """``(task, facts, model, tokenizer, meta)`` from a run folder or an exported folder."""
+    """``(task, facts, model, tokenizer, meta)`` from a run folder or an exported folder (an ONNX export
+    gives an :class:`~ftkit.engine.onnx_backend.OnnxModel`, which the engine's ``model_outputs`` runs with onnxruntime)."""
     from transformers import AutoTokenizer
 
     from ftkit.engine.run_folder import facts_of, read_model_meta
@@ -57,5 +64,9 @@ def load_trained(path: str | Path, *, allow_pickle: bool = False):
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     task.prepare_tokenizer(tokenizer, facts)
+    if meta.get("format") == "onnx":
+        from ftkit.engine.onnx_backend import OnnxModel
+
+        return task, facts, OnnxModel.load(mdir, meta), tokenizer, meta
     model = task.load_model(str(mdir), facts, meta, use_safetensors=not allow_pickle or None)
     return task, facts, model, tokenizer, meta

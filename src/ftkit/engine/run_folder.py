@@ -120,17 +120,27 @@ def task_of(path: str | Path):
 
 def save_model(trainer, tokenizer, task, facts: Facts, info, base_model: str, out: Path) -> None:
     """The trained model, its tokenizer and ftkit.json, written to a temporary folder and renamed."""
+    from ftkit.engine.adapters import is_peft_model, merge_adapter
+
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    adapter: dict[str, Any] = {}
     try:
-        trainer.save_model(str(tmp))
+        if is_peft_model(trainer.model):
+            # LoRA: the adapter as peft saves it in adapter/, and the merged model beside it, so the folder
+            # loads with plain transformers as a fully fine-tuned one does; the run goes on with the merged model
+            trainer.model, adapter = merge_adapter(trainer.model, tmp)
+            trainer.model_wrapped = trainer.model
+            trainer.model.save_pretrained(str(tmp))
+        else:
+            trainer.save_model(str(tmp))
         # Trainer also pickles its TrainingArguments: not part of a model, and not safe to load.
         (tmp / "training_args.bin").unlink(missing_ok=True)
         tokenizer.save_pretrained(str(tmp))
         write_json(tmp / META_FILE, {
             "ftkit_version": __version__, **facts.to_meta(), "model_type": info.model_type, "base_model": base_model,
             "add_prefix_space": bool(getattr(tokenizer, "add_prefix_space", False)),
-            **task.export_info(trainer.model, tokenizer, facts),
+            **task.export_info(trainer.model, tokenizer, facts), **({"peft": adapter} if adapter else {}),
         })
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
