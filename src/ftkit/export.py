@@ -210,21 +210,34 @@ def _adapter_usage(mdir: Path, model_meta: dict[str, Any], task) -> list[str]:
     from ftkit.engine.adapters import ADAPTER_SUBDIR, peft_load_kwargs
 
     auto = model_meta.get("auto_class", task.auto_class)
-    peft_class = "AutoPeftModelFor" + auto.removeprefix("AutoModelFor") if auto.startswith("AutoModelFor") \
-        else "AutoPeftModel"
-    kwargs = peft_load_kwargs(mdir, mdir / ADAPTER_SUBDIR)
-    args = "".join(f", {k}={v!r}" for k, v in kwargs.items())
     base = (model_meta.get("peft") or {}).get("base_model_name_or_path")
-    return [
+    lines = [
         f"LoRA adapter (peft) for the base model `{base}` (as `base_model_name_or_path` in adapter_config.json",
         "names it; the fully trained modules -- the task head, new token rows -- are saved inside the adapter).",
+    ]
+    merged = ["`model.merge_and_unload()` gives a plain transformers model; `ftkit export RUN --output DIR` "
+              "(without", "`--adapter-only`) writes that merged model directly."]
+    if not auto.startswith("AutoModelFor"):  # e.g. a BERT2BERT warm start: peft has no Auto class for it
+        return lines + [
+            "```python",
+            "from peft import PeftModel",
+            f"from transformers import {auto}",
+            f"base = {auto}.from_encoder_decoder_pretrained(\"{base}\", \"{base}\")" if auto == "EncoderDecoderModel"
+            else f"base = {auto}.from_pretrained(\"{base}\")",
+            "model = PeftModel.from_pretrained(base, \"PATH/TO/THIS/FOLDER\")",
+            "```",
+            "Generation settings (decoder start, EOS and pad ids) are those of the merged export's config.json.",
+            *merged]
+    peft_class = "AutoPeftModelFor" + auto.removeprefix("AutoModelFor")
+    kwargs = peft_load_kwargs(mdir, mdir / ADAPTER_SUBDIR)
+    args = "".join(f", {k}={v!r}" for k, v in kwargs.items())
+    return lines + [
         "peft loads the base model, adds the adapter and the tokenizer's extra tokens:",
         "```python",
         f"from peft import {peft_class}",
         f"model = {peft_class}.from_pretrained(\"PATH/TO/THIS/FOLDER\"{args})",
         "```",
-        "`model.merge_and_unload()` gives a plain transformers model; `ftkit export RUN --output DIR` (without",
-        "`--adapter-only`) writes that merged model directly.",
+        *merged,
     ]
 
 

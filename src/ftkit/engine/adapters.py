@@ -55,7 +55,9 @@ def merge_adapter(model, model_dir: Path):
     """Save the adapter (plus the fully trained modules) as peft saves it in ``model_dir/adapter``, then
     merge it into the base weights: ``(plain transformers model, what ftkit.json records about it)``."""
     adapter_dir = Path(model_dir) / ADAPTER_SUBDIR
-    model.save_pretrained(str(adapter_dir))
+    # the rows of added tokens are in the adapter (trainable tokens); the rest of a resized embedding
+    # matrix is the base model's, so it is not saved again
+    model.save_pretrained(str(adapter_dir), save_embedding_layers=False)
     (adapter_dir / "README.md").unlink(missing_ok=True)  # peft's empty template; exports write their own card
     c = model.peft_config[model.active_adapter]
     summary = {
@@ -85,11 +87,26 @@ def _checkpoint_keys(path: str) -> set[str] | None:
     return keys
 
 
-def new_modules(model, checkpoint: str) -> list[str]:
+def _base_prefixes(model, config) -> set[str]:
+    """The base-model prefixes (``bert``, ``transformer``...) of the task model and of the checkpoint's own
+    architecture: ``bert.encoder...`` in a BertForPreTraining checkpoint is ``encoder...`` of a BertModel."""
+    import transformers
+
+    prefixes = {getattr(model, "base_model_prefix", "")}
+    for arch in getattr(config, "architectures", None) or []:
+        prefixes.add(getattr(getattr(transformers, arch, None), "base_model_prefix", ""))
+    return prefixes - {""}
+
+
+def new_modules(model, checkpoint: str, config=None) -> list[str]:
     """The outermost modules none of whose parameters the checkpoint provides: the task head, and any
     layer a warm start adds. A parameter counts as provided when a checkpoint tensor has its name, or
-    its name without leading module prefixes (``bert.encoder...`` is ``encoder...`` in a bare checkpoint)."""
+    its name without leading module prefixes (``bert.encoder...`` is ``encoder...`` in a bare checkpoint,
+    ``encoder.encoder...`` of a BERT2BERT model is ``bert.encoder...`` of a BertForPreTraining one)."""
     keys = _checkpoint_keys(checkpoint)
+    if keys is not None:
+        for prefix in _base_prefixes(model, config):
+            keys |= {k[len(prefix) + 1:] for k in keys if k.startswith(prefix + ".")}
     if keys is None:
         # no safetensors to compare with: the modules beside the base model are the head
         base = getattr(model, getattr(model, "base_model_prefix", ""), None)
@@ -145,7 +162,7 @@ def wrap_lora(model, cfg, info, new_token_ids: list[int]):
     from peft import LoraConfig, get_peft_model
 
     targets = target_modules(cfg, info, model)
-    heads = new_modules(model, info.path)
+    heads = new_modules(model, info.path, info.config)
     kwargs: dict[str, Any] = {}
     if new_token_ids:
         emb = model.get_input_embeddings()
@@ -178,9 +195,10 @@ def peft_load_kwargs(model_dir: Path, adapter_dir: Path) -> dict[str, Any]:
         base = AutoConfig.from_pretrained(base_path).to_dict()
     except (OSError, ValueError, TypeError):  # the base is not at hand: compare with the class defaults
         base = type(trained)().to_dict()
+    known = type(trained)().to_dict()  # from_pretrained hands keys its config class lacks to the model class
     out: dict[str, Any] = {}
     for key, value in trained.to_dict().items():
-        if key in _NOT_HEAD or key.startswith("_") or base.get(key) == value:
+        if key in _NOT_HEAD or key.startswith("_") or key not in known or base.get(key) == value:
             continue
         if key == "id2label":
             value = {int(k): v for k, v in value.items()}
