@@ -111,7 +111,7 @@ def test_lora_trains_with_heads_trainable_and_exports_merged(task, family, runs,
 
     # `ftkit export` merges by default: the folder loads with plain transformers as before
     out = export_run(run.run_dir, tmp_path / "export")
-    assert not (out / "adapter").exists() or (out / "adapter").is_dir()
+    assert not (out / "adapter").exists(), "the merged export is a plain transformers folder"
     again = getattr(transformers, AUTO[task]).from_pretrained(out)
     for (n1, p1), (n2, p2) in zip(model.state_dict().items(), again.state_dict().items()):
         assert n1 == n2 and torch.equal(p1, p2)

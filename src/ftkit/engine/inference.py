@@ -84,8 +84,8 @@ def evaluate_run(run_dir: str | Path, split: str, data: str | None = None, batch
 
 
 class Predictor:
-    """A trained model (run folder or export) loaded once, predicting many times: ``ftkit predict``
-    reads a file through it, a server would answer each batch of requests through it."""
+    """A trained model (run folder or export, ONNX exports included) loaded once, predicting many times:
+    ``ftkit predict`` reads a file through it, a server would answer each batch of requests through it."""
 
     def __init__(self, task, facts: Facts, model, tokenizer, meta: dict[str, Any], device: str = "auto"):
         self.task, self.facts, self.model, self.tokenizer, self.meta, self.device = (
