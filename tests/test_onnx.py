@@ -150,9 +150,9 @@ def test_int8_quantized_export(exported, tmp_path):
     import onnx
 
     from ftkit.cli import app
-    from ftkit.engine.inference import Predictor
+    from ftkit.engine.inference import Predictor, model_outputs
 
-    run, fp32 = exported("classification", None)
+    run, fp32 = exported("ner", None)
     out = tmp_path / "int8"
     r = CliRunner().invoke(app, ["export", str(run), "--output", str(out), "--format", "onnx", "--quantize", "int8"])
     assert r.exit_code == 0, r.output
@@ -160,9 +160,13 @@ def test_int8_quantized_export(exported, tmp_path):
     ops = {n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node}
     assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops, ops
     assert (out / "model.onnx").stat().st_size < (fp32 / "model.onnx").stat().st_size
-    records = real_inputs("classification")
-    q, f = Predictor.load(out).predict(records), Predictor.load(fp32).predict(records)
-    assert len(q) == len(f) == 64 and all(set(x) == set(y) for x, y in zip(q, f))
-    # int8 weights move the probabilities a little, not the overall picture
-    diff = [abs(x["probabilities"][k] - y["probabilities"][k]) for x, y in zip(q, f) for k in x["probabilities"]]
-    assert max(diff) < 0.05, max(diff)
+    q, f = Predictor.load(out), Predictor.load(fp32)
+    records = real_inputs("ner")
+    assert len(q.predict(records)) == 64
+    features = f.task.encode(f.task.predict_examples(records), f.tokenizer, f.facts, train=False)
+    a = model_outputs(q.task, q.facts, q.model, q.tokenizer, features)  # per token: (tag id, probability)
+    b = model_outputs(f.task, f.facts, f.model, f.tokenizer, features)
+    real = b[..., 1] > 0  # not padding
+    # int8 weights move the probabilities a little and flip only near-ties
+    assert abs(a[..., 1][real] - b[..., 1][real]).max() < 0.05
+    assert (a[..., 0][real] == b[..., 0][real]).mean() > 0.9
