@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,7 @@ def export_onnx(model, tokenizer, out_dir: Path, quantize: str | None = None) ->
         raise FtkitError(f"the exported ONNX graph disagrees with PyTorch (max abs diff {diff:.2g} on a test batch)")
     if quantize == "int8":
         info["quantized"] = "int8"
-        info["exporter"] += "; onnxruntime quantize_dynamic (QInt8 weights, per-tensor)"
+        info["exporter"] += "; onnxruntime quant_pre_process + quantize_dynamic (QInt8 weights, per channel)"
         _quantize_int8(path)
     return info
 
@@ -127,16 +128,24 @@ def _opset(path: Path) -> int | None:
 
 
 def _quantize_int8(path: Path) -> None:
-    """onnxruntime dynamic quantization: int8 weights, activations quantized on the fly, in place."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    """onnxruntime dynamic quantization, in place: int8 weights (one scale per output channel),
+    activations quantized on the fly. The graph is first pre-processed as onnxruntime recommends
+    (its basic graph optimizations and shape inference)."""
+    import tempfile
 
-    tmp = path.with_name(path.stem + ".int8.onnx")
-    log("  quantizing the weights to int8 (onnxruntime quantize_dynamic) ...")
-    with contextlib.redirect_stdout(sys.stderr), _quiet_logger(""):
-        quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8)
-    for f in path.parent.glob(path.name + "*"):  # the fp32 graph and any external data file
-        f.unlink()
-    tmp.rename(path)
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    log("  quantizing the weights to int8 (onnxruntime quantize_dynamic, per channel) ...")
+    with tempfile.TemporaryDirectory(prefix="ftkit-int8-") as tmp_dir:
+        pre, out = Path(tmp_dir) / "pre.onnx", Path(tmp_dir) / "int8.onnx"
+        with contextlib.redirect_stdout(io.StringIO()), _quiet_logger(""):
+            # (symbolic shape inference does not follow the exporter's dynamic shapes; ONNX's own does)
+            quant_pre_process(str(path), str(pre), skip_symbolic_shape=True)
+            quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, per_channel=True)
+        for f in path.parent.glob(path.name + "*"):  # the fp32 graph and any external data file
+            f.unlink()
+        shutil.move(str(out), str(path))  # (the temporary folder may be on another file system)
 
 
 def _session(path: Path):
