@@ -103,6 +103,9 @@ def export_run(run_dir: Path, output: Path | None, overwrite: bool = False, *, f
         raise FtkitError("nowhere to export to", hint="pass --output DIR and/or --push-to-hub OWNER/NAME")
     mdir = find_model_dir(run_dir)
     task, facts, model_meta = task_of(mdir)
+    if model_meta.get("format") == "onnx" and (fmt == "onnx" or adapter_only):
+        raise FtkitError("this folder is an ONNX export already", file=run_dir,
+                         hint="export the run folder it came from")
     if adapter_only and not (mdir / ADAPTER_SUBDIR / "adapter_config.json").exists():
         raise FtkitError("this run trained no adapter (every weight was fine-tuned)", file=run_dir,
                          hint="--adapter-only is for runs trained with --peft lora")
@@ -171,7 +174,7 @@ def export_run(run_dir: Path, output: Path | None, overwrite: bool = False, *, f
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            raise no_space_error(output, sum(f.stat().st_size for f in mdir.iterdir() if f.is_file())) from None
+            raise no_space_error(output or tmp.parent, sum(f.stat().st_size for f in mdir.iterdir() if f.is_file())) from None
         raise
     return output
 
