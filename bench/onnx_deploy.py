@@ -137,6 +137,14 @@ def parity(dirs: dict[str, Path], records: list[dict]) -> dict:
     return {"sentences": len(records), "max_abs_diff_logits": diff, "identical_predictions": same}
 
 
+RESULT = ROOT / "bench" / "results" / "onnx_deploy.json"
+
+
+def save(result: dict) -> None:
+    """Written after every stage: an interrupted run keeps what it measured."""
+    RESULT.write_text(json.dumps(result, indent=2) + "\n")
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     result: dict = {"cpus": os.cpu_count(), "ner_run": str(NER_RUN), "sst2_run": str(SST2_RUN)}
@@ -150,6 +158,7 @@ def main() -> None:
     sst2_lines = [{"text": line.split(" ", 1)[1]} for line in SST2_TEST.read_text().splitlines()[:64]]
     result["parity"] = {"ner": parity(ner, [{"text": s} for s in sentences[:64]]), "sst2": parity(sst2, sst2_lines)}
     print(json.dumps(result["parity"]), flush=True)
+    save(result)
     print("== quality", flush=True)
     result["quality"] = {"ner_conll2003_test": quality(ner, CONLL_TEST, ["f1", "precision", "recall"]),
                          "sst2_test": quality(sst2, SST2_TEST, ["accuracy", "f1"])}
@@ -157,10 +166,10 @@ def main() -> None:
     result["int8_minus_fp32_points"] = {
         "ner_f1": round(100 * (q["ner_conll2003_test"]["onnx_int8"]["f1"] - q["ner_conll2003_test"]["onnx"]["f1"]), 2),
         "sst2_accuracy": round(100 * (q["sst2_test"]["onnx_int8"]["accuracy"] - q["sst2_test"]["onnx"]["accuracy"]), 2)}
+    save(result)
     print("== speed (3,453 CoNLL-2003 test sentences, batch 32)", flush=True)
     result["speed_conll2003_test"] = speed(ner, sentences)
-    path = ROOT / "bench" / "results" / "onnx_deploy.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    save(result)
     print(json.dumps(result, indent=2))
 
 
