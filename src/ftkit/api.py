@@ -117,6 +117,8 @@ def finetune(
     resume: bool = False,
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
+    processes: int | None = None,
+    accelerate_config: str | None = None,
     _style: str = "python",
 ) -> RunResult:
     """Fine-tune a model; returns the run's results (also in ``OUTPUT/run.json``).
@@ -130,8 +132,16 @@ def finetune(
     recipe saved there. ``auto_resume=True`` makes the *same call* continue the run in ``output`` when it
     has a complete checkpoint and start fresh when it has none (for schedulers that requeue a job after
     SIGTERM; the run exits with status 143 after saving a checkpoint on SIGTERM).
+    ``processes=N`` trains on N local processes started through accelerate's launcher (CPU workers talk
+    over gloo, CUDA workers over NCCL; ``batch_size`` stays per process, so the global batch is N times it);
+    ``accelerate_config`` names a config of ``recipes/accelerate`` (``ddp``, ``fsdp``, ``deepspeed-zero2``...)
+    or an accelerate YAML file. Under ``torchrun``/``accelerate launch`` leave both out: every process
+    calls ``finetune`` and gets the same result.
     """
+    import os
+
     from ftkit.engine.finetune import finetune as run
+    from ftkit.engine.prepare import EXCHANGE_ENV
     from ftkit.engine.run_folder import RECIPE_FILE
     from ftkit.errors import FtkitError
     from ftkit.log import log
@@ -142,6 +152,8 @@ def finetune(
                  validation_fraction=validation_fraction, save_total_limit=save_total_limit,
                  auto_batch_size=auto_batch_size, source_lang=source_lang, target_lang=target_lang,
                  auto_resume=auto_resume)
+    if processes is not None and processes < 1:
+        raise FtkitError(f"{'--processes' if _style == 'cli' else 'processes='} must be at least 1, got {processes}")
     cfg = None
     if resume:
         if output is None:
@@ -152,18 +164,27 @@ def finetune(
             from ftkit.recipes import load_yaml
 
             cfg, source = validate(load_yaml(saved), str(saved)), str(saved)
-            log(f"resuming with the run's own recipe {saved}")
+            if not os.environ.get(EXCHANGE_ENV):  # a worker of --processes: its launcher said it
+                log(f"resuming with the run's own recipe {saved}")
         else:
             resume = False
     if cfg is None:
         cfg, source = resolve_config(task, recipe=recipe, overrides=overrides, _style=_style, **flags)
-        log(f"recipe: {source}")
+        if not os.environ.get(EXCHANGE_ENV):
+            log(f"recipe: {source}")
         if cfg.training.auto_resume and output is None:
             raise FtkitError("--auto-resume needs --output RUN_DIR (the folder the same command finds again)"
                              if _style == "cli" else "auto_resume=True needs output=")
     run_dir = Path(output) if output is not None else Path("runs") / f"{cfg.task}-{time.strftime('%Y%m%d-%H%M%S')}"
-    meta = run(cfg, run_dir, overwrite=overwrite, resume=resume, recipe_source=source, allow_pickle=allow_pickle,
-               trust_remote_code=trust_remote_code)
+    if (processes or 1) > 1 or accelerate_config is not None:
+        from ftkit.launch import launch
+
+        meta = launch(cfg, run_dir, processes=processes or 1, accelerate_config=accelerate_config,
+                      overwrite=overwrite, resume=resume, recipe_source=source, allow_pickle=allow_pickle,
+                      trust_remote_code=trust_remote_code)
+    else:
+        meta = run(cfg, run_dir, overwrite=overwrite, resume=resume, recipe_source=source,
+                   allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
     m = meta["metrics"]
     return RunResult(run_dir=run_dir, task=meta["task"], model=meta["base_model"], labels=list(meta["labels"]),
                      metrics={k: v for k, v in m.items() if isinstance(v, dict)}, train_loss=m["train_loss"],

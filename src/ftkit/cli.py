@@ -58,7 +58,7 @@ def _handled(fn: Callable) -> Callable:
         except FtkitError as e:
             if debug:
                 raise
-            typer.echo(f"error: {e.one_line()}", err=True)
+            typer.echo(f"error: {_rank_prefix()}{e.one_line()}", err=True)
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
@@ -77,11 +77,18 @@ def _handled(fn: Callable) -> Callable:
                            err=True)
                 raise typer.Exit(2) from None
             msg = " ".join(str(e).split())[:300]
-            typer.echo(f"error: internal error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)",
+            typer.echo(f"error: {_rank_prefix()}internal error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)",
                        err=True)
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _rank_prefix() -> str:
+    """``[rank 1] `` on the other processes of a distributed run (an error only one of them met)."""
+    from ftkit.log import is_main_process
+
+    return "" if is_main_process() else f"[rank {os.environ.get('RANK')}] "
 
 
 def _quiet_libraries(debug: bool) -> None:
@@ -130,6 +137,12 @@ def finetune(
         None, "--auto-resume/--no-auto-resume",
         help="Running the same command again continues the run in --output from its last complete checkpoint "
              "(fresh when there is none); SIGTERM saves a checkpoint and exits 143. For requeued jobs."),
+    processes: Optional[int] = typer.Option(
+        None, "--processes", help="Train on N local processes started by accelerate (CPU: gloo, CUDA: NCCL); "
+                                  "--batch-size stays per process."),
+    accelerate_config: Optional[str] = typer.Option(
+        None, "--accelerate-config", help="Built-in accelerate config (ddp, fsdp, deepspeed-zero2, deepspeed-zero3, "
+                                          "deepspeed-zero3-offload; see `ftkit recipes`) or an accelerate YAML file."),
     debug: bool = DebugOpt,
 ) -> None:
     """Fine-tune a model; `ftkit finetune --task ner` (or any task) alone runs a bundled demo."""
@@ -142,8 +155,13 @@ def finetune(
         early_stopping=early_stopping, validation_fraction=validation_fraction, save_total_limit=save_total_limit,
         auto_batch_size=auto_batch_size, source_lang=source_lang, target_lang=target_lang, auto_resume=auto_resume,
         overrides=set_, overwrite=overwrite, resume=resume,
-        allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, _style="cli",
+        allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, processes=processes,
+        accelerate_config=accelerate_config, _style="cli",
     )
+    from ftkit.log import is_main_process
+
+    if not is_main_process() or os.environ.get("FTKIT_LAUNCHER") == "ftkit":
+        return  # one set of results: from the main process, or from the --processes launcher that started it
     typer.echo(f"run folder: {run.run_dir}", err=True)
     for split, scores in run.metrics.items():
         typer.echo(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items() if isinstance(v, float)))
@@ -272,10 +290,17 @@ def validate(
 @_handled
 def recipes(debug: bool = DebugOpt) -> None:
     """List the built-in recipes."""
+    from ftkit.launch import ACCELERATE_DIR, accelerate_configs
     from ftkit.recipes import builtin_recipes, describe
 
     for name, path in builtin_recipes().items():
         typer.echo(f"{name:<28}{describe(path)}")
+    configs = accelerate_configs()
+    if configs:
+        typer.echo(f"\naccelerate configs (--accelerate-config NAME, or accelerate launch --config_file "
+                   f"recipes/{ACCELERATE_DIR}/NAME.yaml):")
+        for name, path in configs.items():
+            typer.echo(f"{name:<28}{describe(path)}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,7 +25,7 @@ def model_outputs(task, facts: Facts, model, tokenizer, features, batch_size: in
 
     if task.generates:
         model.to(torch_device(device))
-        return task.generate(model, tokenizer, features, facts, batch_size)
+        return generate_outputs(task, facts, model, tokenizer, features, batch_size)
     with tempfile.TemporaryDirectory(prefix="ftkit-predict-") as tmp:
         args = TrainingArguments(output_dir=tmp, per_device_eval_batch_size=batch_size, report_to="none",
                                  disable_tqdm=True, **device_args(device))
@@ -35,6 +35,22 @@ def model_outputs(task, facts: Facts, model, tokenizer, features, batch_size: in
         )
         with contextlib.redirect_stdout(sys.stderr):
             return trainer.predict(features).predictions
+
+
+def generate_outputs(task, facts: Facts, model, tokenizer, features, batch_size: int = 32) -> list[Any]:
+    """``task.generate`` over ``features``, in feature order. Under N processes each rank generates a
+    contiguous share (padded so that every rank runs as many batches: sharded models generate in step)
+    and every rank gets all outputs, each feature's exactly once."""
+    from ftkit.engine import distributed
+
+    if distributed.world_size() <= 1:
+        return task.generate(model, tokenizer, features, facts, batch_size)
+    n = len(features)
+    mine, size = distributed.shard(n)
+    indices = list(mine) + [n - 1] * (size - len(mine)) if n else []
+    part = task.generate(model, tokenizer, features.select(indices, keep_in_memory=True), facts,
+                         batch_size) if indices else []
+    return distributed.unshard(distributed.gather(list(part)), n)
 
 
 def predict_split(task, facts: Facts, model, tokenizer, examples, features=None, *, batch_size: int = 32,

@@ -119,26 +119,43 @@ def task_of(path: str | Path):
 
 
 def save_model(trainer, tokenizer, task, facts: Facts, info, base_model: str, out: Path) -> None:
-    """The trained model, its tokenizer and ftkit.json, written to a temporary folder and renamed."""
+    """The trained model, its tokenizer and ftkit.json, written to a temporary folder and renamed.
+
+    Every process calls it (a sharded model -- FSDP, DeepSpeed ZeRO-3 -- is gathered into full weights
+    collectively); the main process alone writes.
+    """
+    from ftkit.engine import distributed
+
+    main = trainer.args.should_save
     tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
     try:
-        trainer.save_model(str(tmp))
-        # Trainer also pickles its TrainingArguments: not part of a model, and not safe to load.
-        (tmp / "training_args.bin").unlink(missing_ok=True)
-        tokenizer.save_pretrained(str(tmp))
-        write_json(tmp / META_FILE, {
-            "ftkit_version": __version__, **facts.to_meta(), "model_type": info.model_type, "base_model": base_model,
-            "add_prefix_space": bool(getattr(tokenizer, "add_prefix_space", False)),
-            **task.export_info(trainer.model, tokenizer, facts),
-        })
+        if getattr(trainer, "is_fsdp_enabled", False):
+            # consolidated full weights whatever the FSDP state-dict type of the checkpoints
+            state_dict = trainer.accelerator.get_state_dict(trainer.model)
+            if main:
+                trainer._save(str(tmp), state_dict=state_dict)
+        else:
+            trainer.save_model(str(tmp))
+        if main:
+            # Trainer also pickles its TrainingArguments: not part of a model, and not safe to load.
+            (tmp / "training_args.bin").unlink(missing_ok=True)
+            tokenizer.save_pretrained(str(tmp))
+            write_json(tmp / META_FILE, {
+                "ftkit_version": __version__, **facts.to_meta(), "model_type": info.model_type,
+                "base_model": base_model, "add_prefix_space": bool(getattr(tokenizer, "add_prefix_space", False)),
+                **task.export_info(trainer.model, tokenizer, facts),
+            })
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if e.errno != errno.ENOSPC:
             raise
         raise no_space_error(out, 4 * sum(p.numel() for p in trainer.model.parameters())) from None
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    if main:
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+    distributed.barrier()
 
 
 def write_eval(run_dir: Path, metrics: dict[str, Any]) -> None:

@@ -7,6 +7,10 @@
   length-groups *evaluation* batches, which misaligns predictions with features); a completeness
   marker in every checkpoint; generative evaluation (loss as usual, then ``generate_fn`` outputs
   scored by ``compute_metrics``).
+- Under N processes the order is drawn for the *global* batch (per-device batch x accumulation x
+  processes) and accelerate shards it across ranks, so every optimizer step sees the same examples
+  whatever N is; only the main process writes checkpoint files (the ranks' RNG states are gathered
+  to it) and the log; a signal on any rank stops every rank after the same step.
 - :func:`training_arguments`: the recipe's ``training`` section as ``TrainingArguments``.
 """
 
@@ -29,7 +33,11 @@ from transformers.trainer_utils import EvalPrediction, rotate_checkpoints
 
 from ftkit.errors import FtkitError
 from ftkit.log import log
-from ftkit.engine.run_folder import COMPLETE_MARKER, no_space_error
+from ftkit.engine import distributed
+from ftkit.engine.run_folder import COMPLETE_MARKER, no_space_error, write_json
+
+#: per checkpoint: how many processes wrote it and its global batch (resuming with another N checks it)
+DISTRIBUTED_FILE = "ftkit-distributed.json"
 
 
 class EpochSeededSampler(torch.utils.data.Sampler):
@@ -75,6 +83,11 @@ class FtkitTrainer(Trainer):
     def __init__(self, *args, generate_fn=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.generate_fn = generate_fn
+        # transformers assumes a model whose forward takes **kwargs divides its loss by the batch's label count
+        # (num_items_in_batch): it then skips the division by the accumulation steps and multiplies the loss by
+        # the number of processes. Most heads (BERT classification, token classification, QA...) take **kwargs
+        # but average their loss themselves, which would make the loss (and gradient) N times too large.
+        self.model_accepts_loss_kwargs = self.model_accepts_loss_kwargs and uses_num_items(self.model)
         ds = self.train_dataset
         # the length column is dropped with the other non-model columns before the sampler is built
         self._lengths = list(ds["length"]) if ds is not None and "length" in getattr(ds, "column_names", []) else None
@@ -83,8 +96,9 @@ class FtkitTrainer(Trainer):
         ds = train_dataset if train_dataset is not None else self.train_dataset
         grouped = self.args.train_sampling_strategy == "group_by_length"
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        return EpochSeededSampler(len(ds), self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                  seed, self._lengths if grouped else None)
+        # the global batch of one optimizer step: accelerate hands its consecutive slices to the ranks
+        global_batch = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
+        return EpochSeededSampler(len(ds), global_batch, seed, self._lengths if grouped else None)
 
     # transformers 5.x also length-groups *evaluation* batches when
     # train_sampling_strategy="group_by_length", which reorders predictions
@@ -100,6 +114,7 @@ class FtkitTrainer(Trainer):
         self.args.save_total_limit = None
         try:
             super()._save_checkpoint(model, trial)
+            distributed.barrier()  # sharded (FSDP, DeepSpeed) states are written by every rank
         except OSError as e:
             if e.errno != errno.ENOSPC:
                 raise
@@ -108,12 +123,35 @@ class FtkitTrainer(Trainer):
         finally:
             self.args.save_total_limit = limit
         # A checkpoint counts only once everything in it is written: resume skips unmarked ones.
-        if path.is_dir():
+        if self.args.should_save and path.is_dir():
             (path / "training_args.bin").unlink(missing_ok=True)
+            a = self.args
+            write_json(path / DISTRIBUTED_FILE, {
+                "world_size": a.world_size, "per_device_batch": a.per_device_train_batch_size,
+                "gradient_accumulation": a.gradient_accumulation_steps,
+                "global_batch": a.per_device_train_batch_size * a.gradient_accumulation_steps * a.world_size})
             (path / COMPLETE_MARKER).write_text("ok\n")
         if self.args.should_save and limit:
             rotate_checkpoints(output_dir=str(path.parent), save_total_limit=limit,
                                best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+
+    def _save_rng_state(self, output_dir: str) -> None:
+        """One writer: the ranks' RNG states (``rng_state_<rank>.pth``, as transformers names and reads them)
+        are gathered to the main process, which writes them all."""
+        if self.args.world_size <= 1:
+            return super()._save_rng_state(output_dir)
+        import random
+
+        import numpy as np
+
+        state = {"python": random.getstate(), "numpy": np.random.get_state(), "cpu": torch.random.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.random.get_rng_state_all()
+        states = distributed.gather(state)
+        if self.args.should_save:
+            Path(output_dir).mkdir(parents=True, exist_ok=True)
+            for r, s in enumerate(states):
+                torch.save(s, Path(output_dir) / f"rng_state_{r}.pth")
 
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix="eval"):
@@ -137,6 +175,8 @@ class JsonlLog(TrainerCallback):
         self.path = path
 
     def on_log(self, args, state, control, logs=None, **kw):
+        if not state.is_world_process_zero:
+            return
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **(logs or {})}) + "\n")
 
@@ -166,6 +206,9 @@ class GracefulInterrupt(TrainerCallback):
             self._old = {s: signal.signal(s, handler) for s in self.SIGNALS}
 
     def on_step_end(self, args, state, control, **kw):
+        # Under N processes the ranks agree after every step (a signal may reach one rank, or reach them during
+        # different steps): all save the same checkpoint and stop together.
+        self.signum = distributed.any_rank(self.signum or 0, args.device) or None
         if self.signum is not None:
             control.should_save = True
             control.should_training_stop = True
@@ -219,8 +262,23 @@ def precision_args(requested: str, family: str, device: str) -> dict[str, bool]:
 def device_args(device: str) -> dict[str, Any]:
     if device == "cuda" and not torch.cuda.is_available():
         raise FtkitError("--device cuda was asked for, but no CUDA device is available")
-    use_cpu = device == "cpu" or not torch.cuda.is_available()
-    return {"use_cpu": device == "cpu", "dataloader_pin_memory": not use_cpu}
+    # use_cpu whenever the run is on CPU, not only when asked: accelerate forms a (gloo) process group for
+    # CPU workers only when told so; otherwise N processes started by torchrun each train alone.
+    use_cpu = distributed.use_cpu(device)
+    return {"use_cpu": use_cpu, "dataloader_pin_memory": not use_cpu}
+
+
+def uses_num_items(model) -> bool:
+    """Whether the model's loss divides by the ``num_items_in_batch`` the Trainer passes (transformers'
+    shared ``loss_function``, e.g. causal LMs) rather than averaging over its own batch."""
+    import inspect
+
+    model = getattr(model, "module", model)
+    try:
+        source = inspect.getsource(type(model).forward)
+    except (OSError, TypeError):
+        return False
+    return "loss_function" in source or "num_items_in_batch" in source
 
 
 def torch_device(device: str):
@@ -265,6 +323,8 @@ def training_arguments(cfg, out: Path, family: str, has_eval: bool, best_metric:
         disable_tqdm=False,
         save_only_model=False,
         auto_find_batch_size=t.auto_batch_size,
+        # ftkit's heads use every parameter; DDP's search for unused ones costs a graph traversal per step
+        ddp_find_unused_parameters=False,
         **precision_args(t.precision, family, t.device),
         **device_args(t.device),
     )
