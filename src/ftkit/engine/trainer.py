@@ -98,7 +98,15 @@ class FtkitTrainer(Trainer):
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
         # the global batch of one optimizer step: accelerate hands its consecutive slices to the ranks
         global_batch = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
-        return EpochSeededSampler(len(ds), global_batch, seed, self._lengths if grouped else None)
+        self._epoch_sampler = EpochSeededSampler(len(ds), global_batch, seed, self._lengths if grouped else None)
+        return self._epoch_sampler
+
+    def _run_epoch(self, model, epoch, *args, **kwargs):
+        # The sampler learns its epoch here: a run resumed mid-epoch under N processes iterates accelerate's
+        # skipping loader around the sharded batch sampler, and set_epoch does not reach this deep.
+        if getattr(self, "_epoch_sampler", None) is not None:
+            self._epoch_sampler.set_epoch(epoch)
+        return super()._run_epoch(model, epoch, *args, **kwargs)
 
     # transformers 5.x also length-groups *evaluation* batches when
     # train_sampling_strategy="group_by_length", which reorders predictions

@@ -1,0 +1,50 @@
+"""Scores of the five tasks' evaluation splits through ftkit's prediction path, for the distributed tests.
+
+``torchrun --nproc_per_node 2 tests/dist_probe.py OUT.json MODELS.json LIMIT`` runs it in two processes
+(the main one writes OUT.json, with the process group it saw); the test calls :func:`score_all` in one
+process and compares.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+
+def score_all(models: dict[str, str], limit: int) -> dict[str, Any]:
+    from ftkit.api import resolve_config
+    from ftkit.engine.inference import model_outputs
+    from ftkit.engine.models import build_model
+    from ftkit.engine.prepare import prepare
+    from ftkit.tasks import make_task
+
+    out: dict[str, Any] = {}
+    for name, model_path in models.items():
+        cfg, source = resolve_config(name, model=model_path)
+        p = prepare(cfg, make_task(cfg.task, cfg.task_options, source), show=False)
+        split = "validation" if "validation" in p.splits else "test"
+        examples = p.splits[split].select(range(min(limit, len(p.splits[split]))))
+        features = p.task.encode(examples, p.tokenizer, p.facts, train=False)
+        model = build_model(cfg, p.task, p.info, p.facts, p.tokenizer)  # seeded: the same on every process
+        outputs = model_outputs(p.task, p.facts, model, p.tokenizer, features, batch_size=4, device="cpu")
+        predictions = p.task.decode(examples, features, outputs, p.facts)
+        scores = p.task.score(examples, predictions, p.facts)
+        out[name] = {"examples": len(examples), "features": len(features), "outputs": len(outputs),
+                     "scores": {k: v for k, v in scores.items() if isinstance(v, (int, float))}}
+    return out
+
+
+if __name__ == "__main__":
+    import torch.distributed as dist
+
+    from ftkit.engine import distributed
+
+    target, models, limit = sys.argv[1], json.loads(open(sys.argv[2]).read()), int(sys.argv[3])
+    group = distributed.setup("cpu")
+    result = {"group": {**group, "initialized": dist.is_initialized(),
+                        "world_size_seen": dist.get_world_size() if dist.is_initialized() else 1},
+              "tasks": score_all(models, limit)}
+    if distributed.is_main():
+        with open(target, "w") as f:
+            json.dump(result, f)
