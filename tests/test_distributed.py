@@ -146,7 +146,7 @@ def _kill_tree(pid):
     psutil.wait_procs(procs, timeout=30)
 
 
-def test_kill_9_of_the_whole_job_then_resume(setup, baseline):
+def test_kill_9_of_the_whole_job_then_resume(setup, baseline, capfd):
     root, model, train, dev = setup
     crashed = root / "crashed"
     proc = subprocess.Popen([sys.executable, "-m", "ftkit", *map(str, args(model, train, dev, crashed, 4)),
@@ -182,8 +182,11 @@ def test_kill_9_of_the_whole_job_then_resume(setup, baseline):
     assert scalars(again) == pytest.approx(scalars(m["metrics"]["validation"]), abs=1e-9)
 
     # the same checkpoint resumed by one process: twice the accumulation keeps the global batch of 8
-    r = ftkit("finetune", "--output", alone, "--resume")
-    assert "gradient accumulation 2 keeps its global batch of 8" in r.stderr
+    from ftkit.api import finetune
+
+    capfd.readouterr()
+    finetune(output=alone, resume=True)
+    assert "gradient accumulation 2 keeps its global batch of 8" in capfd.readouterr().err
     m1 = meta(alone)
     assert m1["distributed"]["world_size"] == 1 and m1["distributed"]["global_batch"] == 8
     assert m1["metrics"]["train_steps"] == b["train_steps"]
