@@ -14,6 +14,7 @@ With one process every helper here is a no-op.
 
 from __future__ import annotations
 
+import atexit
 import os
 from typing import Any, Callable, TypeVar
 
@@ -94,6 +95,8 @@ def setup(device: str = "auto") -> dict[str, Any]:
 
         try:
             PartialState(cpu=use_cpu(device))
+            # leave the group before the interpreter tears down (a gloo group destroyed at exit can abort)
+            atexit.register(_leave)
         except (RuntimeError, ValueError) as e:
             raise FtkitError(f"cannot form the process group of {env_world_size()} processes: "
                              f"{' '.join(str(e).split())[:200]}") from None
@@ -147,6 +150,12 @@ def _accelerate_asked() -> int:
             except (OSError, IndexError, ValueError, AttributeError, yaml.YAMLError):
                 pass
     return asked
+
+
+def _leave() -> None:
+    d = _dist()
+    if d is not None:
+        d.destroy_process_group()
 
 
 def barrier() -> None:
