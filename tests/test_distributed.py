@@ -219,16 +219,16 @@ def test_every_task_scores_each_example_once_under_two_processes(tiny_models, tm
     out = tmp_path / "out.json"
     env = dict(ENV, FTKIT_NO_CACHE="1")
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                        str(REPO / "tests" / "dist_probe.py"), out, tmp_path / "models.json", "37"],
+                        str(REPO / "tests" / "dist_probe.py"), out, tmp_path / "models.json", "25"],
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     got = json.loads(out.read_text())
     assert got["group"]["initialized"] and got["group"]["world_size_seen"] == 2
     assert got["group"]["backend"] == "gloo"
-    one = score_all(models, 37)
+    one = score_all(models, 25)
     for task, res in one.items():
         two = got["tasks"][task]
-        assert two["examples"] == res["examples"] == 37, task
+        assert two["examples"] == res["examples"] == 25, task
         assert two["outputs"] == two["features"] == res["features"], task  # each feature's output exactly once
         assert two["scores"] == pytest.approx(res["scores"], abs=1e-6), task
 
@@ -306,3 +306,31 @@ def test_accelerate_configs_are_listed_and_well_formed():
     r = ftkit("recipes")
     for name in configs:
         assert f"\n{name} " in r.stdout
+
+
+def test_sigterm_to_one_worker_stops_every_worker_after_the_same_step(setup, tmp_path):
+    """A scheduler's SIGTERM reaching one rank only: both ranks stop after the same step, the main process writes
+    one complete checkpoint (both ranks' RNG states in it), and the job ends with 143."""
+    import psutil
+
+    root, model, _, dev = setup
+    train = tmp_path / "train.txt"
+    train.write_text((SST2 / "train.txt").read_text())  # 600 sentences: 75 steps per epoch
+    out = tmp_path / "run"
+    argv = args(model, train, dev, out, 4) + ["--processes", "2", "--set", "training.eval_steps=20"]
+    proc = subprocess.Popen([sys.executable, "-m", "ftkit", *map(str, argv)], env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not (out / "checkpoints" / "checkpoint-20" / "ftkit-complete").exists() and proc.poll() is None \
+            and time.time() < deadline:
+        time.sleep(0.02)
+    workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if "ftkit" in " ".join(p.cmdline())]
+    rank1 = next(p for p in workers if p.environ().get("RANK") == "1")
+    rank1.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 143, err[-3000:]
+    assert err.count("stopped by SIGTERM after step") == 1
+    step = int(err.split("stopped by SIGTERM after step ")[1].split(";")[0])
+    assert 20 < step < 150 and not (out / "model").exists()
+    ckpt = out / "checkpoints" / f"checkpoint-{step}"
+    assert {"ftkit-complete", "rng_state_0.pth", "rng_state_1.pth", "optimizer.pt"} <= {f.name for f in ckpt.iterdir()}
