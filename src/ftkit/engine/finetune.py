@@ -210,7 +210,8 @@ def _train(cfg, p, model, run_dir: Path, resume: bool, started: float, group: di
     from ftkit.engine.inference import generate_outputs, model_outputs
     from ftkit.engine.run_folder import (CHECKPOINTS, MODEL_SUBDIR, RUN_FILE, TRAIN_LOG,
                                          last_complete_checkpoint, save_model, write_eval, write_json)
-    from ftkit.engine.trainer import FtkitTrainer, GracefulInterrupt, JsonlLog, eval_batch_size, training_arguments
+    from ftkit.engine.trainer import (FtkitTrainer, GracefulInterrupt, JsonlLog, eval_batch_size, token_mean_loss,
+                                      training_arguments, uses_num_items)
 
     task, facts, tokenizer, splits, features = p.task, p.facts, p.tokenizer, p.splits, p.features
     has_eval = "validation" in splits
@@ -250,6 +251,8 @@ def _train(cfg, p, model, run_dir: Path, resume: bool, started: float, group: di
         data_collator=task.collator(tokenizer, facts), processing_class=tokenizer, compute_metrics=compute_metrics,
         preprocess_logits_for_metrics=lambda logits, _: task.reduce_logits(logits, facts),
         callbacks=callbacks, generate_fn=generate_fn,
+        # token-level labels: the loss of the global batch's tokens, not an average of per-process averages
+        compute_loss_func=token_mean_loss if task.label_padding == "tokens" and not uses_num_items(model) else None,
     )
     w, b, a = args.world_size, args.per_device_train_batch_size, args.gradient_accumulation_steps
     how = f" ({group['backend']}, launched by {group['launcher']})" if w > 1 else ""

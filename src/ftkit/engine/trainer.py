@@ -276,6 +276,19 @@ def device_args(device: str) -> dict[str, Any]:
     return {"use_cpu": use_cpu, "dataloader_pin_memory": not use_cpu}
 
 
+def token_mean_loss(outputs, labels, num_items_in_batch=None):
+    """Cross-entropy over labelled tokens, divided by the labelled tokens of the whole optimizer step (every
+    process, every accumulation step: the Trainer counts them): the one-process loss of the same global
+    batch, whatever the number of processes. (A head's own loss averages over its micro-batch, which DDP
+    and accumulation then average again.)"""
+    logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1),
+                                             ignore_index=-100, reduction="sum")
+    if num_items_in_batch is None:
+        return loss / (labels != -100).sum().clamp(min=1)
+    return loss / num_items_in_batch
+
+
 def uses_num_items(model) -> bool:
     """Whether the model's loss divides by the ``num_items_in_batch`` the Trainer passes (transformers'
     shared ``loss_function``, e.g. causal LMs) rather than averaging over its own batch."""
