@@ -15,21 +15,22 @@ from typing import Any
 def score_all(models: dict[str, str], limit: int) -> dict[str, Any]:
     from ftkit.api import resolve_config
     from ftkit.engine.inference import model_outputs
-    from ftkit.engine.models import build_model
-    from ftkit.engine.prepare import prepare
+    from ftkit.engine.models import build_model, load_facts
+    from ftkit.engine.splits import read_splits
     from ftkit.tasks import make_task
 
     out: dict[str, Any] = {}
     for name, model_path in models.items():
         cfg, source = resolve_config(name, model=model_path)
-        p = prepare(cfg, make_task(cfg.task, cfg.task_options, source), show=False)
-        split = "validation" if "validation" in p.splits else "test"
-        examples = p.splits[split].select(range(min(limit, len(p.splits[split]))))
-        features = p.task.encode(examples, p.tokenizer, p.facts, train=False)
-        model = build_model(cfg, p.task, p.info, p.facts, p.tokenizer)  # seeded: the same on every process
-        outputs = model_outputs(p.task, p.facts, model, p.tokenizer, features, batch_size=4, device="cpu")
-        predictions = p.task.decode(examples, features, outputs, p.facts)
-        scores = p.task.score(examples, predictions, p.facts)
+        task, splits, labels = read_splits(make_task(cfg.task, cfg.task_options, source), cfg)
+        info, task, facts, tokenizer = load_facts(cfg, task, splits["train"], labels)
+        split = "validation" if "validation" in splits else "test"
+        examples = splits[split].select(range(min(limit, len(splits[split]))))
+        features = task.encode(examples, tokenizer, facts, train=False)
+        model = build_model(cfg, task, info, facts, tokenizer)  # seeded: the same on every process
+        outputs = model_outputs(task, facts, model, tokenizer, features, batch_size=4, device="cpu")
+        predictions = task.decode(examples, features, outputs, facts)
+        scores = task.score(examples, predictions, facts)
         out[name] = {"examples": len(examples), "features": len(features), "outputs": len(outputs),
                      "scores": {k: v for k, v in scores.items() if isinstance(v, (int, float))}}
     return out
