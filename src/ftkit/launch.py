@@ -181,7 +181,7 @@ def _run_accelerate(config_path: Path, acfg, processes: int, argv: list[str], en
     args = ["--config_file", str(config_path), "--num_processes", str(processes), "--num_machines", "1",
             "--main_process_port", "0"]
     kind = str(getattr(acfg.distributed_type, "value", acfg.distributed_type))
-    if kind in ("NO", "MULTI_CPU"):
+    if kind in ("NO", "MULTI_CPU") and processes > 1:
         args.append("--multi_gpu")  # accelerate's one-node multi-process launcher (torch elastic) for any device
     parsed = launch_command_parser().parse_args(args + ["-m", "ftkit", *argv])
     # torch's elastic agent reports a failed worker with a traceback-sized table: the worker said why already
@@ -196,3 +196,5 @@ def _run_accelerate(config_path: Path, acfg, processes: int, argv: list[str], en
         raise SystemExit(128 - code if code < 0 else code) from None  # killed by a signal: 128 + its number
     except SignalException as e:
         raise SystemExit(128 + int(e.sigval)) from None
+    except (ValueError, ImportError, ConnectionError) as e:  # accelerate's own checks of the launch
+        raise FtkitError(f"accelerate launch: {' '.join(str(e).split())[:300]}", file=config_path) from None
