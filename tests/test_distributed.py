@@ -266,6 +266,9 @@ def test_more_processes_than_cores_needs_an_explicit_cpu_request(setup, tmp_path
         worker_device(n, "auto")
     assert "--device cpu" in str(e.value)
     assert worker_device(n, "cpu") == "cpu"
+    root, model, train, dev = setup
+    code, err = invoke(args(model, train, dev, tmp_path / "run", 4) + ["--processes", n])
+    assert code == 2 and err.count("error:") == 1 and "--device cpu" in err and not (tmp_path / "run").exists()
 
 
 def test_a_data_error_is_found_by_the_launcher(setup, tmp_path):
