@@ -126,8 +126,8 @@ def serve_in_thread(model, **options):
     """The same app and socket ftkit serve uses, on a uvicorn server in a thread of this process."""
     import uvicorn
 
-    from ftkit.serve.app import ServeOptions, create_app
-    from ftkit.serve.server import bind, url_of
+    from ftkit.serving.app import ServeOptions, create_app
+    from ftkit.serving.server import bind, url_of
 
     app = create_app(model, ServeOptions(port=0, access_log=False, **options))
     sock = bind("127.0.0.1", 0)
@@ -339,7 +339,7 @@ def test_info_and_docs(ner_server, ner_run):
 def test_health_is_503_until_the_model_is_loaded(ner_run):
     from fastapi.testclient import TestClient
 
-    from ftkit.serve.app import create_app
+    from ftkit.serving.app import create_app
 
     client = TestClient(create_app(ner_run))  # not entered: the lifespan (model loading) has not run
     r = client.get("/health")
@@ -360,6 +360,10 @@ def test_serve_cli_errors_are_one_line(ner_run, tmp_path):
     assert r.exit_code == 2 and "--max-batch-size must be at least 1" in r.output
     r = subprocess.run([sys.executable, "-m", "ftkit", "serve", "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "--max-wait-ms" in r.stdout and "--api-key" in r.stdout
+    import ftkit
+    import ftkit.serving  # noqa: F401 - a subpackage named like the API function would shadow it
+
+    assert callable(ftkit.serve) and ftkit.serve.__module__ == "ftkit.api"
 
 
 # ---------------------------------------------------------------------------
@@ -368,7 +372,7 @@ def test_serve_cli_errors_are_one_line(ner_run, tmp_path):
 
 def test_request_shapes_are_the_records_ftkit_predict_reads():
     from ftkit.cli import read_predict_inputs
-    from ftkit.serve.schemas import request_model
+    from ftkit.serving.schemas import request_model
     from ftkit.tasks import make_task
 
     lines = {
@@ -397,7 +401,7 @@ def test_request_shapes_are_the_records_ftkit_predict_reads():
 
 
 def test_batcher_gathers_concurrent_requests_and_isolates_failures():
-    from ftkit.serve.batcher import Batcher, Busy
+    from ftkit.serving.batcher import Batcher, Busy
 
     calls = []
 

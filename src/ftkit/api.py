@@ -206,7 +206,7 @@ def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, devic
     ``POST /predict`` answers with what :func:`predict` returns, concurrent requests batched together
     (``max_batch_size`` inputs per model call, a request waiting at most ``max_wait_ms`` for others).
     """
-    from ftkit.serve import ServeOptions, run_server
+    from ftkit.serving import ServeOptions, run_server
 
     run_server(model, ServeOptions(host=host, port=port, device=device, max_batch_size=max_batch_size,
                                    max_wait_ms=max_wait_ms, max_body_bytes=max_body_bytes, max_inputs=max_inputs,

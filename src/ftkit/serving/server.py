@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ftkit.errors import FtkitError
-from ftkit.serve.app import ServeOptions, create_app
+from ftkit.serving.app import ServeOptions, create_app
 
 #: seconds uvicorn waits for in-flight requests after SIGTERM/SIGINT before it cancels them
 GRACEFUL_SHUTDOWN_S = 30

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-log = logging.getLogger("ftkit.serve")
+log = logging.getLogger("ftkit.serving")
 
 
 class Busy(Exception):

@@ -34,11 +34,11 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ftkit.errors import FtkitError
-from ftkit.serve.batcher import Batcher, Busy
-from ftkit.serve.schemas import EXAMPLES, field_path, input_chars, input_model, request_model
+from ftkit.serving.batcher import Batcher, Busy
+from ftkit.serving.schemas import EXAMPLES, field_path, input_chars, input_model, request_model
 from ftkit.version import __version__
 
-log = logging.getLogger("ftkit.serve")
+log = logging.getLogger("ftkit.serving")
 
 
 @dataclass(frozen=True)
@@ -347,7 +347,7 @@ def create_app(model: str | Path, options: Optional[ServeOptions] = None) -> Fas
     async def info():
         return JSONResponse(state.info())
 
-    page = resources.files("ftkit.serve").joinpath("page.html").read_text(encoding="utf-8")
+    page = resources.files("ftkit.serving").joinpath("page.html").read_text(encoding="utf-8")
     csp = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
            "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
