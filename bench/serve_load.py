@@ -96,15 +96,9 @@ def run_naive_server(model_dir: str, port: int) -> None:
 
 
 def conll_sentences(path: Path) -> list[str]:
-    out, words = [], []
-    for line in path.read_text(encoding="utf-8").splitlines() + [""]:
-        if not line.strip():
-            if words:
-                out.append(" ".join(words))
-            words = []
-        elif not line.startswith("-DOCSTART-"):
-            words.append(line.split()[0])
-    return out
+    from ftkit.data.conll import read_conll
+
+    return [" ".join(s.tokens) for s in read_conll(str(path))]
 
 
 def make_requests(sentences: list[str], n: int, seed: int = 0) -> list[list[str]]:

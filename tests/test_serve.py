@@ -33,15 +33,9 @@ LIMITS = ["--max-body-bytes", "20000", "--max-inputs", "8", "--max-input-chars",
 
 
 def conll_sentences(path: Path, n: int) -> list[str]:
-    out, words = [], []
-    for line in path.read_text(encoding="utf-8").splitlines() + [""]:
-        if not line.strip():
-            if words:
-                out.append(" ".join(words))
-            words = []
-        elif not line.startswith("-DOCSTART-"):
-            words.append(line.split()[0])
-    return out[:n]
+    from ftkit.data.conll import read_conll
+
+    return [" ".join(s.tokens) for s in read_conll(str(path))][:n]
 
 
 @pytest.fixture(scope="module")

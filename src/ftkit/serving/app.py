@@ -23,7 +23,7 @@ import hmac
 import logging
 import threading
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
@@ -358,8 +358,3 @@ def create_app(model: str | Path, options: Optional[ServeOptions] = None) -> Fas
 
     return app
 
-
-def describe(options: ServeOptions) -> dict[str, Any]:
-    out = asdict(options)
-    out["api_key"] = options.api_key is not None
-    return out

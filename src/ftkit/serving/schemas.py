@@ -9,7 +9,7 @@ prediction. A task without a model here (a plugin) takes any JSON object and its
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional, Union
+from typing import Annotated, Any, ClassVar, Optional, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, model_validator
 from pydantic_core import PydanticCustomError
@@ -23,17 +23,25 @@ class InputRecord(BaseModel):
         return self.model_dump(exclude_none=True)
 
 
-class NerInput(InputRecord):
-    """Raw text (split into words by ftkit) or pre-split ``tokens``."""
+class OneOfInput(InputRecord):
+    """A record with exactly one of the two fields in ``one_of``."""
 
-    text: Optional[StrictStr] = None
-    tokens: Optional[list[StrictStr]] = None
+    one_of: ClassVar[tuple[str, str]]
 
     @model_validator(mode="after")
-    def _one_of(self):
-        if (self.text is None) == (self.tokens is None):
-            raise PydanticCustomError("one_of", "give exactly one of 'text' or 'tokens'")
+    def _exactly_one(self):
+        a, b = self.one_of
+        if (getattr(self, a) is None) == (getattr(self, b) is None):
+            raise PydanticCustomError("one_of", "give exactly one of '{a}' or '{b}'", {"a": a, "b": b})
         return self
+
+
+class NerInput(OneOfInput):
+    """Raw text (split into words by ftkit) or pre-split ``tokens``."""
+
+    one_of = ("text", "tokens")
+    text: Optional[StrictStr] = None
+    tokens: Optional[list[StrictStr]] = None
 
 
 class ClassificationInput(InputRecord):
@@ -78,17 +86,12 @@ class QAInput(InputRecord):
     id: Optional[Union[StrictStr, StrictInt]] = None
 
 
-class TranslationInput(InputRecord):
+class TranslationInput(OneOfInput):
     """A source sentence (``text`` is accepted too, as a plain line is)."""
 
+    one_of = ("source", "text")
     source: Optional[StrictStr] = None
     text: Optional[StrictStr] = None
-
-    @model_validator(mode="after")
-    def _one_of(self):
-        if (self.source is None) == (self.text is None):
-            raise PydanticCustomError("one_of", "give exactly one of 'source' or 'text'")
-        return self
 
 
 class AnyInput(InputRecord):
