@@ -243,16 +243,24 @@ def ftkit_predict(model: str, sentences: list[str], work: Path) -> tuple[dict, d
                     "--batch-size", "32"], check=True, cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"))
     wall = time.perf_counter() - t0
     preds = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-    code = ("import json, sys, time; from ftkit.engine.inference import Predictor; "
+    # the prediction alone (model loaded, one warm-up call), and what one Predictor.predict call costs whatever
+    # its size: the median of 1-sentence calls, and of hashing the tokenizer (datasets' map fingerprint)
+    code = ("import json, sys, time, statistics as st; from ftkit.engine.inference import Predictor; "
+            "from datasets.fingerprint import Hasher; "
             "p = Predictor.load(sys.argv[1]); recs = [{'text': l} for l in open(sys.argv[2]).read().splitlines() if l.strip()]; "
-            "p.predict(recs[:32], 32); t = time.perf_counter(); p.predict(recs, 32); "
-            "print(json.dumps({'s': time.perf_counter() - t, 'n': len(recs)}))")
+            "p.predict(recs[:32], 32); t = time.perf_counter(); p.predict(recs, 32); s = time.perf_counter() - t; "
+            "one = []; h = []\n"
+            "for r in recs[:10]:\n t = time.perf_counter(); p.predict([r], 32); one.append(time.perf_counter() - t)\n"
+            "for _ in range(5):\n t = time.perf_counter(); Hasher.hash(p.tokenizer); h.append(time.perf_counter() - t)\n"
+            "print(json.dumps({'s': s, 'n': len(recs), 'one': st.median(one), 'hash': st.median(h)}))")
     r = subprocess.run([PY, "-c", code, model, str(path)], check=True, capture_output=True, text=True, cwd=ROOT,
                        env=dict(os.environ, HF_HUB_OFFLINE="1"))
     inner = json.loads(r.stdout.strip().splitlines()[-1])
     return ({"sentences": len(sentences), "command_wall_s": round(wall, 2),
              "command_sentences_per_s": round(len(sentences) / wall, 1),
-             "predict_only_s": round(inner["s"], 2), "predict_only_sentences_per_s": round(inner["n"] / inner["s"], 1)},
+             "predict_only_s": round(inner["s"], 2), "predict_only_sentences_per_s": round(inner["n"] / inner["s"], 1),
+             "predictor_call_1_sentence_ms": round(inner["one"] * 1000, 1),
+             "tokenizer_fingerprint_hash_ms": round(inner["hash"] * 1000, 1)},
             dict(zip(sentences, preds)))
 
 

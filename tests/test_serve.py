@@ -330,6 +330,25 @@ def test_info_and_docs(ner_server, ner_run):
     assert httpx.get(ner_server.url + "/docs").status_code == 200
 
 
+def test_predictor_calls_do_not_hash_the_tokenizer(ner_run, monkeypatch):
+    """Each served batch is one Predictor.predict call: datasets' map must not pickle the tokenizer for it."""
+    import datasets.arrow_dataset
+
+    from ftkit.engine.inference import Predictor, predict_split
+
+    predictor = Predictor.load(ner_run)
+    records = [{"text": SENTENCE}, {"tokens": ["Peter", "Blackburn"]}]
+    examples = predictor.task.predict_examples(records)
+    plain = predict_split(predictor.task, predictor.facts, predictor.model, predictor.tokenizer, examples)
+
+    def no_hashing(*args, **kwargs):
+        raise AssertionError("Dataset.map hashed its function")
+
+    monkeypatch.setattr(datasets.arrow_dataset, "update_fingerprint", no_hashing)
+    served = predictor.predict(records)
+    assert served == [predictor.task.format_prediction(e, p) for e, p in zip(examples, plain)]
+
+
 def test_health_is_503_until_the_model_is_loaded(ner_run):
     from fastapi.testclient import TestClient
 
