@@ -355,6 +355,7 @@ def main() -> None:
             "healthy_after": httpx.get(url + "/health").json(), **server.rss_mb()}
         print(json.dumps(report["serve_with_malformed"]), flush=True)
     report["serve_batching_counters"] = httpx.get(url + "/info").json()["batching"]
+    report["page_screenshot"] = screenshot(url, Path(args.out).parent / "serve_page_minilm.png")
     report["serve_exit_code_after_sigterm"] = server.stop()
 
     if not args.skip_naive:
@@ -381,6 +382,31 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report["targets"], indent=2))
+
+
+def screenshot(url: str, path: Path) -> str | None:
+    """The try-it page with an answer of the real model, in headless Chromium (skipped when it is missing)."""
+    import shutil
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    if not exe:
+        return None
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 900, "height": 700})
+        page.goto(url + "/")
+        page.wait_for_selector("#submit:not([disabled])")
+        page.fill("#input-text", "EU rejects German call to boycott British lamb . Peter Blackburn reported "
+                                 "from Brussels for the European Commission .")
+        page.click("#submit")
+        page.wait_for_selector("#highlighted")
+        page.screenshot(path=str(path), full_page=True)
+        browser.close()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def _json_error(body: bytes) -> bool:
