@@ -371,6 +371,12 @@ def test_serve_cli_errors_are_one_line(ner_run, tmp_path):
     assert r.exit_code == 2 and "cannot listen on 127.0.0.1" in r.output
     r = CliRunner().invoke(cli_app, ["serve", str(ner_run), "--max-batch-size", "0"])
     assert r.exit_code == 2 and "--max-batch-size must be at least 1" in r.output
+    # a model folder whose weights do not load: the server stops at once, one error line, exit 2
+    broken = tmp_path / "broken"
+    shutil.copytree(ner_run / "model", broken)
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    r = CliRunner().invoke(cli_app, ["serve", str(broken), "--port", "0", "--no-access-log"])
+    assert r.exit_code == 2 and f"error: could not load {broken}" in r.output and "Traceback" not in r.output
     r = subprocess.run([sys.executable, "-m", "ftkit", "serve", "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "--max-wait-ms" in r.stdout and "--api-key" in r.stdout
     import ftkit
