@@ -205,6 +205,23 @@ def export(run: str | Path, output: str | Path, *, overwrite: bool = False) -> P
     return export_run(Path(run), Path(output), overwrite)
 
 
+def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
+          max_batch_size: int = 32, max_wait_ms: float = 5.0, max_body_bytes: int = 1_048_576, max_inputs: int = 256,
+          max_input_chars: int = 20_000, max_queue: int = 4096, api_key: str | None = None, access_log: bool = True,
+          allow_pickle: bool = False) -> None:
+    """Serve ``model`` (a run folder or an export) over HTTP until SIGINT/SIGTERM: what ``ftkit serve`` runs.
+
+    ``POST /predict`` answers with what :func:`predict` returns, concurrent requests batched together
+    (``max_batch_size`` inputs per model call, a request waiting at most ``max_wait_ms`` for others).
+    """
+    from ftkit.serving import ServeOptions, run_server
+
+    run_server(model, ServeOptions(host=host, port=port, device=device, max_batch_size=max_batch_size,
+                                   max_wait_ms=max_wait_ms, max_body_bytes=max_body_bytes, max_inputs=max_inputs,
+                                   max_input_chars=max_input_chars, max_queue=max_queue, api_key=api_key,
+                                   access_log=access_log, allow_pickle=allow_pickle))
+
+
 def validate(task: str | None = None, *, recipe: str | None = None, train: str | None = None,
              validation: str | None = None, test: str | None = None, model: str | None = None,
              source_lang: str | None = None, target_lang: str | None = None,

@@ -238,6 +238,35 @@ def predict(
 
 @app.command()
 @_handled
+def serve(
+    model: str = typer.Argument(..., help="A run folder or an exported folder."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (anything but loopback exposes the "
+                             "model to the network: see the README)."),
+    port: int = typer.Option(8000, "--port", help="TCP port; 0 picks a free one."),
+    device: str = typer.Option("auto", "--device"),
+    max_batch_size: int = typer.Option(32, "--max-batch-size", help="Inputs per model call (dynamic batching)."),
+    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="How long a request waits for others to batch with."),
+    max_body_bytes: int = typer.Option(1_048_576, "--max-body-bytes", help="Larger request bodies get 413."),
+    max_inputs: int = typer.Option(256, "--max-inputs", help="Inputs per request; more get 413."),
+    max_input_chars: int = typer.Option(20_000, "--max-input-chars", help="Characters per input; more get 413."),
+    max_queue: int = typer.Option(4096, "--max-queue", help="Inputs waiting for the model; past it new requests get 503."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="FTKIT_API_KEY",
+                                          help="Require this key (Authorization: Bearer KEY or X-API-Key) on every "
+                                          "request; better given as FTKIT_API_KEY than on the command line."),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="One log line per request."),
+    allow_pickle: bool = PickleOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Serve a model over HTTP: POST /predict (batched), GET /health, /info, /docs, and / to try it by hand."""
+    from ftkit.api import serve as api_serve
+
+    api_serve(model, host=host, port=port, device=device, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+              max_body_bytes=max_body_bytes, max_inputs=max_inputs, max_input_chars=max_input_chars,
+              max_queue=max_queue, api_key=api_key, access_log=access_log, allow_pickle=allow_pickle)
+
+
+@app.command()
+@_handled
 def validate(
     task: Optional[str] = typer.Option(None, "--task", "-t", help=TASKS),
     recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Built-in recipe name or a YAML file."),
