@@ -120,6 +120,8 @@ def finetune(
                                                    help="Halve the batch size on out-of-memory until it fits."),
     source_lang: Optional[str] = SourceLangOpt,
     target_lang: Optional[str] = TargetLangOpt,
+    report_to: Optional[str] = typer.Option(None, "--report-to", help="Experiment trackers, comma-separated: "
+                                            "tensorboard,mlflow,wandb,trackio (default: none)."),
     allow_pickle: bool = PickleOpt,
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code",
                                            help="Run Python code shipped with a checkpoint (auto_map)."),
@@ -141,6 +143,7 @@ def finetune(
         gradient_accumulation=gradient_accumulation, precision=precision, device=device, seed=seed,
         early_stopping=early_stopping, validation_fraction=validation_fraction, save_total_limit=save_total_limit,
         auto_batch_size=auto_batch_size, source_lang=source_lang, target_lang=target_lang, auto_resume=auto_resume,
+        report_to=report_to,
         overrides=set_, overwrite=overwrite, resume=resume,
         allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, _style="cli",
     )
