@@ -84,14 +84,15 @@ class Comparison:
         header = (["run", "task", "model", "state"] + [short_key(k) for k in self.differing]
                   + [f"validation {one}" if one else "validation", f"test {one}" if one else "test",
                      "train time", "steps", "trainable params"])
+        names = display_names([r.name for r in self.rows])
         cells = []
-        for r in self.rows:
+        for r, name in zip(self.rows, names):
             scores = []
             for split in SPLITS:
                 v = r.score(split)
                 scores.append("-" if v is None else (f"{v:.4f}" if one else f"{r.metric} {v:.4f}"))
             state = r.state + (" (best)" if r.best else "")
-            cells.append([r.name, r.task, r.model, state] + [value_text(r.recipe.get(k)) for k in self.differing]
+            cells.append([name, r.task, short_path(r.model), state] + [value_text(r.recipe.get(k)) for k in self.differing]
                          + scores + [seconds_text(r.train_time_s), "-" if r.steps is None else str(r.steps),
                                      count_text(r.parameters)])
         return header, cells
@@ -114,7 +115,25 @@ def value_text(v: Any) -> str:
         return f"{v:.3g}"
     if isinstance(v, list):
         return ",".join(map(str, v)) or "none"
-    return "-" if v is None else str(v)
+    return "-" if v is None else short_path(str(v))
+
+
+def short_path(text: str, keep: int = 2) -> str:
+    """A long path as its last ``keep`` parts (``.../data/train.txt``); other text as it is."""
+    parts = text.split("/")
+    return text if len(text) <= 32 or len(parts) <= keep else ".../" + "/".join(parts[-keep:])
+
+
+def display_names(names: list[str]) -> list[str]:
+    """Run names without the folder they all share (``runs/a``, ``runs/b`` -> ``a``, ``b``)."""
+    if len(names) < 2:
+        return [short_path(n) for n in names]
+    try:
+        common = os.path.commonpath(names)
+    except ValueError:  # absolute and relative paths mixed
+        return names
+    shown = [os.path.relpath(n, common) if common else n for n in names]
+    return shown if all(s not in (".", "") for s in shown) else names
 
 
 def seconds_text(s: float | None) -> str:

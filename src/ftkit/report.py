@@ -163,7 +163,10 @@ def _sweep_section(s: SweepInfo) -> dict[str, Any]:
             x = str(best["params"][key]) if "choice" in spec else best["params"][key]
             ax.scatter([x], [best["value"]], marker="*", s=180, color="tab:orange", label="best", zorder=3)
         if spec.get("log"):
+            from matplotlib.ticker import NullFormatter
+
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # minor tick labels overlap on a short decade
         ax.set_xlabel(key)
         ax.set_ylabel(f"validation {metric}")
         ax.grid(alpha=0.3)
@@ -255,10 +258,11 @@ def _errors(path: Path, title: str) -> dict[str, Any] | None:
     }
 
 
-def _listed(v: Any) -> list[str]:
+def _listed(v: Any, most: int = 8) -> list[str]:
     if v is None:
         return []
-    return [str(x) for x in v] if isinstance(v, list) else [str(v)]
+    items = [str(x) for x in v] if isinstance(v, list) else [str(v)]
+    return items if len(items) <= most else items[:most] + [f"... {len(items) - most} more"]
 
 
 def highlight(field: dict[str, Any], context: int = CONTEXT_CHARS) -> dict[str, Any]:
