@@ -429,6 +429,10 @@ def _run(out: Path, base, base_raw, params: list[Param], space_raw, trials: int,
                            callbacks=[pruning_callback(trial, metric)], score_test=False)
         except optuna.TrialPruned:
             study.tell(trial, state=TrialState.PRUNED)
+        except (KeyboardInterrupt, SystemExit):
+            # the trial stays RUNNING in the study: --resume runs it again from its start
+            log(f"sweep interrupted in trial {trial.number}; continue with:\n  ftkit sweep --output {out} --resume")
+            raise
         except Exception:
             study.tell(trial, state=TrialState.FAIL)
             _write_meta(out, study, meta)
