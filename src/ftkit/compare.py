@@ -156,11 +156,20 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _recipe(folder: Path) -> dict[str, Any]:
-    from ftkit.config import flat_keys
+    """The run's recipe by dotted key, with the schema's defaults for keys it predates (a recipe written by
+    an older ftkit differs from a new one only where the values do)."""
+    from ftkit.config import flat_keys, validate
     from ftkit.recipes import load_yaml
 
     path = folder / "recipe.yaml"
-    return flat_keys(load_yaml(path)) if path.exists() else {}
+    if not path.exists():
+        return {}
+    raw = load_yaml(path)
+    try:
+        raw = validate(raw, str(path)).model_dump(mode="json")
+    except FtkitError:
+        pass  # e.g. a plugin task that is not installed here: compare the recipe as written
+    return flat_keys(raw)
 
 
 def _scalars(metrics: dict[str, Any] | None) -> dict[str, float]:

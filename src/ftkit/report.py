@@ -106,6 +106,9 @@ def _train_log(row: RunRow) -> list[dict[str, Any]]:
 
 def _learning_curves(rows: list[RunRow]) -> list[dict[str, str]]:
     """Training loss, and the validation metric, over steps: one line per run."""
+    from ftkit.compare import display_names
+
+    names = dict(zip((id(r) for r in rows), display_names([r.name for r in rows])))
     logs = [(r, _train_log(r)) for r in rows]
     logs = [(r, log) for r, log in logs if log]
     if not logs:
@@ -121,7 +124,7 @@ def _learning_curves(rows: list[RunRow]) -> list[dict[str, str]]:
             points = [(x["step"], x[key(r)]) for x in log if isinstance(x.get(key(r)), (int, float))]
             if points:
                 ax.plot(*zip(*points), "--" if r.state == "pruned" else "-", marker="o" if len(points) < 30 else None,
-                        markersize=3, linewidth=2.2 if r.best else 1.2, label=_legend_name(r))
+                        markersize=3, linewidth=2.2 if r.best else 1.2, label=_legend_name(names[id(r)], r))
                 drawn += 1
         if not drawn:
             plt.close(fig)
@@ -136,8 +139,8 @@ def _learning_curves(rows: list[RunRow]) -> list[dict[str, str]]:
     return figures
 
 
-def _legend_name(r: RunRow) -> str:
-    name = r.name if len(r.name) <= 40 else "..." + r.name[-37:]
+def _legend_name(name: str, r: RunRow) -> str:
+    name = name if len(name) <= 40 else "..." + name[-37:]
     return name + (" (pruned)" if r.state == "pruned" else "") + (" (best)" if r.best else "")
 
 
@@ -252,6 +255,7 @@ def _errors(path: Path, title: str) -> dict[str, Any] | None:
         "title": title, "total": len(rows), "wrong": len(wrong),
         "has_gold": any(r.get("gold") not in (None, []) for r in shown),
         "has_predicted": any(r.get("predicted") not in (None, []) for r in shown),
+        "sources": sorted({sp["source"] for r in shown for f in r.get("fields", []) for sp in f.get("spans", [])}),
         "rows": [{"index": r.get("index"), "note": r.get("note", ""), "gold": _listed(r.get("gold")),
                   "predicted": _listed(r.get("predicted")),
                   "fields": [highlight(f) for f in r.get("fields", [])]} for r in shown],
