@@ -308,7 +308,9 @@ def sweep(task: str | None = None, *, recipe: str | None = None, space: str | Pa
         base, source = resolve_config(task, recipe=recipe, overrides=overrides, _style=_style, **flags)
     base_raw = base.model_dump(mode="json")
     if stored is not None:
-        diff = _first_difference(stored["recipe"], base_raw)
+        # the stored recipe with today's defaults for keys it predates: only real differences refuse the resume
+        diff = _first_difference(_validated(stored["recipe"], str(out / SWEEP_FILE)).model_dump(mode="json"),
+                                 base_raw)
         if diff:
             raise FtkitError(f"this sweep folder belongs to a different recipe ({diff}); resume refused", file=out,
                              hint="resume with the sweep's own recipe (omit --recipe and flags) or use another --output")
