@@ -371,3 +371,20 @@ def test_new_commands_help_imports_nothing_heavy():
     r = CliRunner().invoke(app, ["sweep", "--help"])
     for flag in ("--recipe", "--learning-rate", "--report-to", "--set", "--space", "--trials", "--resume", "--output"):
         assert flag in r.output, flag
+
+
+def test_highlight_cuts_overlapping_spans_and_long_contexts():
+    from ftkit.report import highlight
+    from ftkit.tasks.base import span, text_field
+
+    text = "x" * 1000 + " The Denver Broncos won ." + "y" * 1000
+    at = text.index("Denver")
+    field = text_field("context", text, [span(at + 7, at + 14, "gold", "gold"),
+                                         span(at, at + 14, "predicted", "predicted")])
+    pieces = highlight(field)["pieces"]
+    texts = [p for p in pieces if "text" in p]
+    assert texts[0]["text"] == "… " and texts[-1]["text"] == " …"  # a long context is cut around the spans
+    assert sum(len(p["text"]) for p in texts) < 700
+    marked = {p["text"]: p["classes"] for p in texts if p["classes"]}
+    assert marked == {"Denver ": "predicted", "Broncos": "gold predicted"}
+    assert [p["tag"] for p in pieces if "tag" in p] == ["gold", "predicted"]  # both spans end after "Broncos"
