@@ -30,7 +30,7 @@ FINETUNE_FLAGS = {
     "learning_rate": "training.learning_rate", "gradient_accumulation": "training.gradient_accumulation",
     "precision": "training.precision", "device": "training.device", "seed": "training.seed",
     "early_stopping": "training.early_stopping_patience", "save_total_limit": "training.save_total_limit",
-    "auto_batch_size": "training.auto_batch_size",
+    "auto_batch_size": "training.auto_batch_size", "report_to": "training.report_to",
     "source_lang": "task_options.source_lang", "target_lang": "task_options.target_lang",
     "auto_resume": "training.auto_resume",
 }
@@ -112,6 +112,7 @@ def finetune(
     source_lang: str | None = None,
     target_lang: str | None = None,
     auto_resume: bool | None = None,
+    report_to: str | Sequence[str] | None = None,
     overrides: Mapping[str, Any] | Sequence[str] = (),
     overwrite: bool = False,
     resume: bool = False,
@@ -129,7 +130,8 @@ def finetune(
     ``resume=True`` continues the run in ``output`` from its last complete checkpoint, with the
     recipe saved there. ``auto_resume=True`` makes the *same call* continue the run in ``output`` when it
     has a complete checkpoint and start fresh when it has none (for schedulers that requeue a job after
-    SIGTERM; the run exits with status 143 after saving a checkpoint on SIGTERM).
+    SIGTERM; the run exits with status 143 after saving a checkpoint on SIGTERM). ``report_to`` names
+    experiment trackers (``"tensorboard,mlflow"`` or a list).
     """
     from ftkit.engine.finetune import finetune as run
     from ftkit.engine.run_folder import RECIPE_FILE
@@ -141,7 +143,7 @@ def finetune(
                  precision=precision, device=device, seed=seed, early_stopping=early_stopping,
                  validation_fraction=validation_fraction, save_total_limit=save_total_limit,
                  auto_batch_size=auto_batch_size, source_lang=source_lang, target_lang=target_lang,
-                 auto_resume=auto_resume)
+                 auto_resume=auto_resume, report_to=report_to)
     cfg = None
     if resume:
         if output is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import inspect
 import json
 import os
 import sys
@@ -120,6 +121,8 @@ def finetune(
                                                    help="Halve the batch size on out-of-memory until it fits."),
     source_lang: Optional[str] = SourceLangOpt,
     target_lang: Optional[str] = TargetLangOpt,
+    report_to: Optional[str] = typer.Option(None, "--report-to", help="Experiment trackers, comma-separated: "
+                                            "tensorboard,mlflow,wandb,trackio (default: none)."),
     allow_pickle: bool = PickleOpt,
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code",
                                            help="Run Python code shipped with a checkpoint (auto_map)."),
@@ -141,6 +144,7 @@ def finetune(
         gradient_accumulation=gradient_accumulation, precision=precision, device=device, seed=seed,
         early_stopping=early_stopping, validation_fraction=validation_fraction, save_total_limit=save_total_limit,
         auto_batch_size=auto_batch_size, source_lang=source_lang, target_lang=target_lang, auto_resume=auto_resume,
+        report_to=report_to,
         overrides=set_, overwrite=overwrite, resume=resume,
         allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, _style="cli",
     )
@@ -295,6 +299,78 @@ def validate(
     typer.echo({0: "ok", 1: "warnings", 2: "errors"}[code] + f" ({len(report.errors)} errors, "
                f"{len(report.warnings)} warnings)", err=True)
     raise typer.Exit(code)
+
+
+def _sweep(**kw) -> None:
+    """Search hyper-parameters (optuna: TPE, median pruning) over the recipe keys in --space; every
+    finetune flag sets the base recipe. Resumable (--resume); writes SWEEP/best.yaml."""
+    from ftkit.sweep import sweep as run_sweep
+
+    kw.pop("debug", None)
+    result = run_sweep(overrides=kw.pop("set_"), _style="cli", **kw)
+    typer.echo(f"sweep folder: {result.sweep_dir}", err=True)
+    typer.echo(f"best: {result.meta['best_folder']}  validation {result.metric} {result.best_value:.4f}"
+               + (f"  test {result.metric} {result.test[result.metric]:.4f}"
+                  if result.test and isinstance(result.test.get(result.metric), float) else ""))
+    typer.echo(f"recipe: {result.sweep_dir / 'best.yaml'}", err=True)
+
+
+def _sweep_signature() -> inspect.Signature:
+    """Every finetune flag (so a new one reaches the sweep by itself), then the sweep's own options."""
+    own = {
+        "space": (Optional[Path], typer.Option(None, "--space", help="YAML: recipe keys -> {float|int: [low, high], "
+                                               "log: bool} or {choice: [...]} [default with --resume: the sweep's]")),
+        "trials": (Optional[int], typer.Option(None, "--trials", help="Trials to finish (completed or pruned) "
+                                               "[default with --resume: the sweep's]")),
+        "output": (Path, typer.Option(..., "--output", "-o", help="Sweep folder.")),
+        "resume": (bool, typer.Option(False, "--resume", help="Continue the sweep in --output: finished trials are "
+                                      "kept, an interrupted one runs again.")),
+        "sampler": (str, typer.Option("tpe", "--sampler", help="tpe|random")),
+        "pruner": (str, typer.Option("median", "--pruner", help="median|none: stop trials whose validation metric "
+                                     "is below the median of finished trials at the same step.")),
+        "startup_trials": (Optional[int], typer.Option(None, "--startup-trials", help="Trials sampled at random and "
+                                                       "never pruned [default: a quarter of --trials, at least 2].")),
+    }
+    params = [p for name, p in inspect.signature(finetune, eval_str=True).parameters.items()
+              if name not in ("output", "overwrite", "resume", "debug")]
+    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=ann)
+               for name, (ann, default) in own.items()]
+    params.append(inspect.Parameter("debug", inspect.Parameter.KEYWORD_ONLY, default=DebugOpt, annotation=bool))
+    return inspect.Signature([p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params])
+
+
+_sweep.__signature__ = _sweep_signature()
+app.command("sweep")(_handled(_sweep))
+
+
+@app.command()
+@_handled
+def compare(
+    runs: List[Path] = typer.Argument(..., help="Run folders and sweep folders."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    debug: bool = DebugOpt,
+) -> None:
+    """One row per run (every trial of a sweep): task, model, the hyper-parameters that differ,
+    validation and test metrics, train time, steps, trainable parameters."""
+    from ftkit.compare import compare as api_compare
+
+    table = api_compare(runs)
+    typer.echo(json.dumps(table.to_json(), indent=2) if as_json else table.text())
+
+
+@app.command()
+@_handled
+def report(
+    runs: List[Path] = typer.Argument(..., help="Run folders and sweep folders."),
+    output: Path = typer.Option(..., "--output", "-o", help="The HTML file to write."),
+    debug: bool = DebugOpt,
+) -> None:
+    """One self-contained HTML page: comparison, learning curves, per-label scores, confusion matrix,
+    error analysis, and for a sweep each trial's score against each searched hyper-parameter."""
+    from ftkit.report import write_report
+
+    path = write_report(runs, output)
+    typer.echo(f"report: {path}", err=True)
 
 
 @app.command()

@@ -59,7 +59,7 @@ def evaluate_run(run_dir: str | Path, split: str, data: str | None = None, batch
     """Score a run's (or a model folder's) model on a split; in a run folder the task's output files
     (e.g. ``predictions_<split>.txt``) are (re)written too."""
     from ftkit.engine.models import load_trained
-    from ftkit.engine.run_folder import RECIPE_FILE, RUN_FILE
+    from ftkit.engine.run_folder import RECIPE_FILE, RUN_FILE, write_predictions
 
     task, facts, model, tokenizer, meta = load_trained(run_dir, allow_pickle=allow_pickle)
     recipe = Path(run_dir) / RECIPE_FILE
@@ -78,6 +78,7 @@ def evaluate_run(run_dir: str | Path, split: str, data: str | None = None, batch
     predictions, scores = score_split(task, facts, model, tokenizer, examples, batch_size=batch_size, device=device)
     if (Path(run_dir) / RUN_FILE).exists():
         task.write_outputs(Path(run_dir), split, examples, predictions)
+        write_predictions(Path(run_dir), split, task, facts, examples, predictions)
     return {"split": split, "data": data, **scores}
 
 
