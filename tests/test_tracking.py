@@ -2,7 +2,6 @@
 prediction rows every task writes for the report's error analysis."""
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
