@@ -46,6 +46,11 @@ class TrainingConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 42
     eval_strategy: Literal["epoch", "steps", "no"] = "epoch"
+
+    @field_validator("eval_strategy", mode="before")
+    @classmethod
+    def _yaml_no(cls, v):
+        return "no" if v is False else v  # YAML 1.1 reads an unquoted `no` (recipe or --set) as false
     eval_steps: int | None = Field(None, gt=0)
     logging_steps: int = Field(25, gt=0)
     early_stopping_patience: int | None = Field(None, gt=0)
