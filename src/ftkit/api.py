@@ -30,7 +30,7 @@ FINETUNE_FLAGS = {
     "learning_rate": "training.learning_rate", "gradient_accumulation": "training.gradient_accumulation",
     "precision": "training.precision", "device": "training.device", "seed": "training.seed",
     "early_stopping": "training.early_stopping_patience", "save_total_limit": "training.save_total_limit",
-    "auto_batch_size": "training.auto_batch_size",
+    "auto_batch_size": "training.auto_batch_size", "report_to": "training.report_to",
     "source_lang": "task_options.source_lang", "target_lang": "task_options.target_lang",
     "auto_resume": "training.auto_resume",
 }
@@ -112,6 +112,7 @@ def finetune(
     source_lang: str | None = None,
     target_lang: str | None = None,
     auto_resume: bool | None = None,
+    report_to: str | Sequence[str] | None = None,
     overrides: Mapping[str, Any] | Sequence[str] = (),
     overwrite: bool = False,
     resume: bool = False,
@@ -131,7 +132,8 @@ def finetune(
     ``resume=True`` continues the run in ``output`` from its last complete checkpoint, with the
     recipe saved there. ``auto_resume=True`` makes the *same call* continue the run in ``output`` when it
     has a complete checkpoint and start fresh when it has none (for schedulers that requeue a job after
-    SIGTERM; the run exits with status 143 after saving a checkpoint on SIGTERM).
+    SIGTERM; the run exits with status 143 after saving a checkpoint on SIGTERM). ``report_to`` names
+    experiment trackers (``"tensorboard,mlflow"`` or a list).
     ``processes=N`` trains on N local processes started through accelerate's launcher (CPU workers talk
     over gloo, CUDA workers over NCCL; ``batch_size`` stays per process, so the global batch is N times it);
     ``accelerate_config`` names a config of ``recipes/accelerate`` (``ddp``, ``fsdp``, ``deepspeed-zero2``...)
@@ -151,7 +153,7 @@ def finetune(
                  precision=precision, device=device, seed=seed, early_stopping=early_stopping,
                  validation_fraction=validation_fraction, save_total_limit=save_total_limit,
                  auto_batch_size=auto_batch_size, source_lang=source_lang, target_lang=target_lang,
-                 auto_resume=auto_resume)
+                 auto_resume=auto_resume, report_to=report_to)
     if processes is not None and processes < 1:
         raise FtkitError(f"{'--processes' if _style == 'cli' else 'processes='} must be at least 1, got {processes}")
     cfg = None
@@ -224,6 +226,23 @@ def export(run: str | Path, output: str | Path, *, overwrite: bool = False) -> P
     from ftkit.export import export_run
 
     return export_run(Path(run), Path(output), overwrite)
+
+
+def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
+          max_batch_size: int = 32, max_wait_ms: float = 5.0, max_body_bytes: int = 1_048_576, max_inputs: int = 256,
+          max_input_chars: int = 20_000, max_queue: int = 4096, api_key: str | None = None, access_log: bool = True,
+          allow_pickle: bool = False) -> None:
+    """Serve ``model`` (a run folder or an export) over HTTP until SIGINT/SIGTERM: what ``ftkit serve`` runs.
+
+    ``POST /predict`` answers with what :func:`predict` returns, concurrent requests batched together
+    (``max_batch_size`` inputs per model call, a request waiting at most ``max_wait_ms`` for others).
+    """
+    from ftkit.serving import ServeOptions, run_server
+
+    run_server(model, ServeOptions(host=host, port=port, device=device, max_batch_size=max_batch_size,
+                                   max_wait_ms=max_wait_ms, max_body_bytes=max_body_bytes, max_inputs=max_inputs,
+                                   max_input_chars=max_input_chars, max_queue=max_queue, api_key=api_key,
+                                   access_log=access_log, allow_pickle=allow_pickle))
 
 
 def validate(task: str | None = None, *, recipe: str | None = None, train: str | None = None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import inspect
 import json
 import os
 import sys
@@ -127,6 +128,8 @@ def finetune(
                                                    help="Halve the batch size on out-of-memory until it fits."),
     source_lang: Optional[str] = SourceLangOpt,
     target_lang: Optional[str] = TargetLangOpt,
+    report_to: Optional[str] = typer.Option(None, "--report-to", help="Experiment trackers, comma-separated: "
+                                            "tensorboard,mlflow,wandb,trackio (default: none)."),
     allow_pickle: bool = PickleOpt,
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code",
                                            help="Run Python code shipped with a checkpoint (auto_map)."),
@@ -154,6 +157,7 @@ def finetune(
         gradient_accumulation=gradient_accumulation, precision=precision, device=device, seed=seed,
         early_stopping=early_stopping, validation_fraction=validation_fraction, save_total_limit=save_total_limit,
         auto_batch_size=auto_batch_size, source_lang=source_lang, target_lang=target_lang, auto_resume=auto_resume,
+        report_to=report_to,
         overrides=set_, overwrite=overwrite, resume=resume,
         allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, processes=processes,
         accelerate_config=accelerate_config, _style="cli",
@@ -256,6 +260,35 @@ def predict(
 
 @app.command()
 @_handled
+def serve(
+    model: str = typer.Argument(..., help="A run folder or an exported folder."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (anything but loopback exposes the "
+                             "model to the network: see the README)."),
+    port: int = typer.Option(8000, "--port", help="TCP port; 0 picks a free one."),
+    device: str = typer.Option("auto", "--device"),
+    max_batch_size: int = typer.Option(32, "--max-batch-size", help="Inputs per model call (dynamic batching)."),
+    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="How long a request waits for others to batch with."),
+    max_body_bytes: int = typer.Option(1_048_576, "--max-body-bytes", help="Larger request bodies get 413."),
+    max_inputs: int = typer.Option(256, "--max-inputs", help="Inputs per request; more get 413."),
+    max_input_chars: int = typer.Option(20_000, "--max-input-chars", help="Characters per input; more get 413."),
+    max_queue: int = typer.Option(4096, "--max-queue", help="Inputs waiting for the model; past it new requests get 503."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="FTKIT_API_KEY",
+                                          help="Require this key (Authorization: Bearer KEY or X-API-Key) on every "
+                                          "request; better given as FTKIT_API_KEY than on the command line."),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="One log line per request."),
+    allow_pickle: bool = PickleOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Serve a model over HTTP: POST /predict (batched), GET /health, /info, /docs, and / to try it by hand."""
+    from ftkit.api import serve as api_serve
+
+    api_serve(model, host=host, port=port, device=device, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+              max_body_bytes=max_body_bytes, max_inputs=max_inputs, max_input_chars=max_input_chars,
+              max_queue=max_queue, api_key=api_key, access_log=access_log, allow_pickle=allow_pickle)
+
+
+@app.command()
+@_handled
 def validate(
     task: Optional[str] = typer.Option(None, "--task", "-t", help=TASKS),
     recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Built-in recipe name or a YAML file."),
@@ -284,6 +317,78 @@ def validate(
     typer.echo({0: "ok", 1: "warnings", 2: "errors"}[code] + f" ({len(report.errors)} errors, "
                f"{len(report.warnings)} warnings)", err=True)
     raise typer.Exit(code)
+
+
+def _sweep(**kw) -> None:
+    """Search hyper-parameters (optuna: TPE, median pruning) over the recipe keys in --space; every
+    finetune flag sets the base recipe. Resumable (--resume); writes SWEEP/best.yaml."""
+    from ftkit.sweep import sweep as run_sweep
+
+    kw.pop("debug", None)
+    result = run_sweep(overrides=kw.pop("set_"), _style="cli", **kw)
+    typer.echo(f"sweep folder: {result.sweep_dir}", err=True)
+    typer.echo(f"best: {result.meta['best_folder']}  validation {result.metric} {result.best_value:.4f}"
+               + (f"  test {result.metric} {result.test[result.metric]:.4f}"
+                  if result.test and isinstance(result.test.get(result.metric), float) else ""))
+    typer.echo(f"recipe: {result.sweep_dir / 'best.yaml'}", err=True)
+
+
+def _sweep_signature() -> inspect.Signature:
+    """Every finetune flag (so a new one reaches the sweep by itself), then the sweep's own options."""
+    own = {
+        "space": (Optional[Path], typer.Option(None, "--space", help="YAML: recipe keys -> {float|int: [low, high], "
+                                               "log: bool} or {choice: [...]} [default with --resume: the sweep's]")),
+        "trials": (Optional[int], typer.Option(None, "--trials", help="Trials to finish (completed or pruned) "
+                                               "[default with --resume: the sweep's]")),
+        "output": (Path, typer.Option(..., "--output", "-o", help="Sweep folder.")),
+        "resume": (bool, typer.Option(False, "--resume", help="Continue the sweep in --output: finished trials are "
+                                      "kept, an interrupted one runs again.")),
+        "sampler": (str, typer.Option("tpe", "--sampler", help="tpe|random")),
+        "pruner": (str, typer.Option("median", "--pruner", help="median|none: stop trials whose validation metric "
+                                     "is below the median of finished trials at the same step.")),
+        "startup_trials": (Optional[int], typer.Option(None, "--startup-trials", help="Trials sampled at random and "
+                                                       "never pruned [default: a quarter of --trials, at least 2].")),
+    }
+    params = [p for name, p in inspect.signature(finetune, eval_str=True).parameters.items()
+              if name not in ("output", "overwrite", "resume", "debug")]
+    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=ann)
+               for name, (ann, default) in own.items()]
+    params.append(inspect.Parameter("debug", inspect.Parameter.KEYWORD_ONLY, default=DebugOpt, annotation=bool))
+    return inspect.Signature([p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params])
+
+
+_sweep.__signature__ = _sweep_signature()
+app.command("sweep")(_handled(_sweep))
+
+
+@app.command()
+@_handled
+def compare(
+    runs: List[Path] = typer.Argument(..., help="Run folders and sweep folders."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    debug: bool = DebugOpt,
+) -> None:
+    """One row per run (every trial of a sweep): task, model, the hyper-parameters that differ,
+    validation and test metrics, train time, steps, trainable parameters."""
+    from ftkit.compare import compare as api_compare
+
+    table = api_compare(runs)
+    typer.echo(json.dumps(table.to_json(), indent=2) if as_json else table.text())
+
+
+@app.command()
+@_handled
+def report(
+    runs: List[Path] = typer.Argument(..., help="Run folders and sweep folders."),
+    output: Path = typer.Option(..., "--output", "-o", help="The HTML file to write."),
+    debug: bool = DebugOpt,
+) -> None:
+    """One self-contained HTML page: comparison, learning curves, per-label scores, confusion matrix,
+    error analysis, and for a sweep each trial's score against each searched hyper-parameter."""
+    from ftkit.report import write_report
+
+    path = write_report(runs, output)
+    typer.echo(f"report: {path}", err=True)
 
 
 @app.command()

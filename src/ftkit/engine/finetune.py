@@ -13,9 +13,9 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from ftkit.config import RunConfig, dump_yaml
+from ftkit.config import RunConfig, dump_yaml, flat_keys
 from ftkit.errors import FtkitError
 from ftkit.log import log
 from ftkit.tasks import make_task
@@ -23,27 +23,32 @@ from ftkit.version import __version__
 
 
 def finetune(cfg: RunConfig, run_dir: Path, *, overwrite: bool = False, resume: bool = False,
-             recipe_source: str = "recipe", allow_pickle: bool = False,
-             trust_remote_code: bool = False) -> dict[str, Any]:
+             recipe_source: str = "recipe", allow_pickle: bool = False, trust_remote_code: bool = False,
+             callbacks: Sequence[Any] = (), score_test: bool = True) -> dict[str, Any]:
     """Train, save the best model to ``run_dir/model`` and score validation and test; returns run.json.
 
     SIGTERM (a scheduler preempting the job) and Ctrl-C save a complete checkpoint and exit with
     128 + the signal's number; with ``training.auto_resume`` the same call again continues from it.
     Started as N processes (torchrun, accelerate launch, ``--processes N``), the processes form one
     group and train one model; the main process decides, prints and writes (see ``distributed``).
+    ``callbacks``: extra ``TrainerCallback`` objects (a sweep's pruning callback). ``score_test=False``
+    leaves the test split unscored (a sweep scores it once, for its best trial, at the end).
     """
     from ftkit.engine import distributed
+    from ftkit.engine.tracking import check_trackers
     from ftkit.engine.trainer import sigterm_exits
 
     started = float(os.environ.get(distributed.STARTED_ENV) or time.time())
     run_dir = Path(run_dir)
     group = distributed.setup(cfg.training.device)
     task = make_task(cfg.task, cfg.task_options, recipe_source)
+    check_trackers(cfg.training.report_to)
     done, resume, overwrite = distributed.decide(lambda: plan_run_dir(cfg, run_dir, overwrite, resume))
     if done is not None:
         return done
     with sigterm_exits():
-        return _finetune(cfg, task, run_dir, overwrite, resume, allow_pickle, trust_remote_code, started, group)
+        return _finetune(cfg, task, run_dir, overwrite, resume, allow_pickle, trust_remote_code, started, group,
+                         list(callbacks), score_test)
 
 
 def plan_run_dir(cfg: RunConfig, run_dir: Path, overwrite: bool, resume: bool):
@@ -78,8 +83,8 @@ def auto_resume_plan(cfg: RunConfig, run_dir: Path) -> str:
     before = validate(load_yaml(saved), str(saved)).model_dump(mode="json")
     now = cfg.model_dump(mode="json")
     if before != now:
-        diff = [k for k in _flat(now) if _flat(before).get(k) != _flat(now)[k]] + [
-            k for k in _flat(before) if k not in _flat(now)]
+        flat_before, flat_now = flat_keys(before), flat_keys(now)
+        diff = [k for k in flat_now if flat_before.get(k) != flat_now[k]] + [k for k in flat_before if k not in flat_now]
         raise FtkitError(f"--auto-resume: {run_dir} was started with another recipe (differs in {', '.join(diff[:5])})",
                          hint="run the same command as before, or choose another --output (or --overwrite)")
     if (run_dir / RUN_FILE).exists():
@@ -87,18 +92,8 @@ def auto_resume_plan(cfg: RunConfig, run_dir: Path) -> str:
     return "resume" if last_complete_checkpoint(run_dir / CHECKPOINTS) else "fresh"
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _finetune(cfg, task, run_dir: Path, overwrite: bool, resume: bool, allow_pickle: bool, trust_remote_code: bool,
-              started: float, group: dict[str, Any]) -> dict[str, Any]:
+              started: float, group: dict[str, Any], callbacks: list[Any], score_test: bool) -> dict[str, Any]:
     from ftkit.engine import distributed
     from ftkit.engine.models import build_model
     from ftkit.engine.run_folder import CHECKPOINTS, RECIPE_FILE
@@ -123,7 +118,7 @@ def _finetune(cfg, task, run_dir: Path, overwrite: bool, resume: bool, allow_pic
 
         created = distributed.decide(create)
         try:
-            return _train(cfg, p, model, run_dir, resume, started, group)
+            return _train(cfg, p, model, run_dir, resume, started, group, callbacks, score_test)
         except BaseException:
             # A run that never reached a checkpoint is not worth keeping.
             if distributed.is_main() and created and not any((run_dir / CHECKPOINTS).glob("checkpoint-*")):
@@ -202,14 +197,16 @@ def resume_accumulation(checkpoint: str, world: int, per_device: int, accumulati
         hint=f"resume with {w0} processes (--processes {w0}, or torchrun --nproc_per_node {w0})")
 
 
-def _train(cfg, p, model, run_dir: Path, resume: bool, started: float, group: dict[str, Any]) -> dict[str, Any]:
+def _train(cfg, p, model, run_dir: Path, resume: bool, started: float, group: dict[str, Any],
+           extra_callbacks: list[Any], score_test: bool) -> dict[str, Any]:
     import torch
     from transformers import EarlyStoppingCallback
 
     from ftkit.engine import distributed
     from ftkit.engine.inference import generate_outputs, model_outputs
-    from ftkit.engine.run_folder import (CHECKPOINTS, MODEL_SUBDIR, RUN_FILE, TRAIN_LOG,
-                                         last_complete_checkpoint, save_model, write_eval, write_json)
+    from ftkit.engine.run_folder import (CHECKPOINTS, MODEL_SUBDIR, RUN_FILE, TRAIN_LOG, last_complete_checkpoint,
+                                         save_model, write_eval, write_json, write_predictions)
+    from ftkit.engine.tracking import point_trackers, tracking_run
     from ftkit.engine.trainer import (FtkitTrainer, GracefulInterrupt, JsonlLog, eval_batch_size, token_mean_loss,
                                       training_arguments, uses_num_items)
 
@@ -226,7 +223,7 @@ def _train(cfg, p, model, run_dir: Path, resume: bool, started: float, group: di
 
         checkpoint, args.gradient_accumulation_steps = distributed.decide(find)
     interrupt = GracefulInterrupt()
-    callbacks = [JsonlLog(run_dir / TRAIN_LOG), interrupt]
+    callbacks = [JsonlLog(run_dir / TRAIN_LOG), interrupt, *extra_callbacks]
     if cfg.training.early_stopping_patience and has_eval:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_patience))
     compute_metrics = generate_fn = None
@@ -254,51 +251,62 @@ def _train(cfg, p, model, run_dir: Path, resume: bool, started: float, group: di
         # token-level labels: the loss of the global batch's tokens, not an average of per-process averages
         compute_loss_func=token_mean_loss if task.label_padding == "tokens" and not uses_num_items(model) else None,
     )
+    point_trackers(trainer, run_dir)
     w, b, a = args.world_size, args.per_device_train_batch_size, args.gradient_accumulation_steps
     how = f" ({group['backend']}, launched by {group['launcher']})" if w > 1 else ""
     log(f"  training: {w} process{'es' * (w != 1)}{how} x batch {b} per device x accumulation {a} "
         f"= global batch {w * b * a}")
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            train_out = trainer.train(resume_from_checkpoint=checkpoint)
-    except torch.OutOfMemoryError:
-        g = cfg.training.gradient_accumulation
-        raise FtkitError(
-            f"the device ran out of memory at batch size {b}",
-            hint=f"try --batch-size {max(1, b // 2)} --gradient-accumulation {g * 2} (same effective batch), "
-                 "or --auto-batch-size to halve it until it fits",
-        ) from None
-    if interrupt.interrupted:
-        import signal
+    # the trackers' own run (mlflow) belongs to the main process, like everything else written
+    with tracking_run(cfg, run_dir, resume) if distributed.is_main() else _no_tracking() as tracking:
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                train_out = trainer.train(resume_from_checkpoint=checkpoint)
+        except BaseException as e:
+            trainer.end_callbacks()
+            if not isinstance(e, torch.OutOfMemoryError):
+                raise
+            g = cfg.training.gradient_accumulation
+            raise FtkitError(
+                f"the device ran out of memory at batch size {b}",
+                hint=f"try --batch-size {max(1, b // 2)} --gradient-accumulation {g * 2} (same effective batch), "
+                     "or --auto-batch-size to halve it until it fits",
+            ) from None
+        if interrupt.interrupted:
+            import signal
 
-        distributed.barrier()  # every rank has finished its part of the checkpoint
-        how = ("run the same command again (it has --auto-resume)" if cfg.training.auto_resume else
-               "add --auto-resume to the same command")
-        log(f"stopped by {signal.Signals(interrupt.signum).name} after step {trainer.state.global_step}; a complete "
-            f"checkpoint is in {run_dir / CHECKPOINTS}. To continue, {how}, or:\n"
-            f"  ftkit finetune --output {run_dir} --resume")
-        raise SystemExit(128 + interrupt.signum)  # 130 for Ctrl-C, 143 for SIGTERM: schedulers requeue on it
+            distributed.barrier()  # every rank has finished its part of the checkpoint
+            how = ("run the same command again (it has --auto-resume)" if cfg.training.auto_resume else
+                   "add --auto-resume to the same command")
+            log(f"stopped by {signal.Signals(interrupt.signum).name} after step {trainer.state.global_step}; a "
+                f"complete checkpoint is in {run_dir / CHECKPOINTS}. To continue, {how}, or:\n"
+                f"  ftkit finetune --output {run_dir} --resume")
+            raise SystemExit(128 + interrupt.signum)  # 130 for Ctrl-C, 143 for SIGTERM: schedulers requeue on it
 
-    save_model(trainer, tokenizer, task, facts, p.info, cfg.model, run_dir / MODEL_SUBDIR)
-    metrics: dict[str, Any] = {"train_loss": train_out.training_loss, "train_steps": train_out.global_step}
-    if trainer.state.best_model_checkpoint:
-        metrics["best_checkpoint"] = Path(trainer.state.best_model_checkpoint).name
-    for name in ("validation", "test"):
-        if name in splits:
-            # every process runs the model over its share; the main process decodes, scores and writes
-            outputs = model_outputs(task, facts, trainer.model, tokenizer, features[name],
-                                    batch_size=eval_batch_size(cfg), device=cfg.training.device)
-            if distributed.is_main():
-                preds = task.decode(splits[name], features[name], outputs, facts)
-                scores_ = task.score(splits[name], preds, facts)
-                task.write_outputs(run_dir, name, splits[name], preds)
-                write_eval(run_dir, {"split": name, "data": getattr(cfg.data, name), **scores_})
-                metrics[name] = scores_
+        save_model(trainer, tokenizer, task, facts, p.info, cfg.model, run_dir / MODEL_SUBDIR)
+        metrics: dict[str, Any] = {"train_loss": train_out.training_loss, "train_steps": train_out.global_step,
+                                   "train_time_s": round(float(train_out.metrics.get("train_runtime", 0.0)), 1)}
+        if trainer.state.best_model_checkpoint:
+            metrics["best_checkpoint"] = Path(trainer.state.best_model_checkpoint).name
+        for name in ("validation", "test"):
+            if name in splits and (score_test or name != "test"):
+                # every process runs the model over its share; the main process decodes, scores and writes
+                outputs = model_outputs(task, facts, trainer.model, tokenizer, features[name],
+                                        batch_size=eval_batch_size(cfg), device=cfg.training.device)
+                if distributed.is_main():
+                    preds = task.decode(splits[name], features[name], outputs, facts)
+                    scores_ = task.score(splits[name], preds, facts)
+                    task.write_outputs(run_dir, name, splits[name], preds)
+                    write_predictions(run_dir, name, task, facts, splits[name], preds)
+                    write_eval(run_dir, {"split": name, "data": getattr(cfg.data, name), **scores_})
+                    metrics[name] = scores_
+        tracking.log_final({k: v for k, v in metrics.items() if k in ("validation", "test")}, train_out.global_step)
 
     def finish() -> dict[str, Any]:
         meta = {
             "ftkit_version": __version__, "task": task.name, "base_model": cfg.model, "base_model_path": p.info.path,
             "family": facts.family, "labels": list(facts.labels), "max_length": facts.max_length, "data": p.summary,
+            "parameters": {"trainable": sum(q.numel() for q in trainer.model.parameters() if q.requires_grad),
+                           "total": sum(q.numel() for q in trainer.model.parameters())},
             "distributed": {**group, "per_device_batch": b, "gradient_accumulation": a, "global_batch": w * b * a},
             "wall_time_s": round(time.time() - started, 1), "metrics": metrics,
         }
@@ -309,3 +317,14 @@ def _train(cfg, p, model, run_dir: Path, resume: bool, started: float, group: di
         return meta
 
     return distributed.decide(finish)
+
+
+@contextlib.contextmanager
+def _no_tracking():
+    """The other processes of a distributed run report to no tracker (the main process does)."""
+
+    class Quiet:
+        def log_final(self, scores, step) -> None:
+            pass
+
+    yield Quiet()

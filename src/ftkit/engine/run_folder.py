@@ -9,6 +9,8 @@ Layout of ``RUN_DIR``::
     train_log.jsonl    one JSON object per Trainer log event
     training.png       loss and dev metric over steps
     eval_<split>.json  metrics written by finetune (test) and by `ftkit eval`
+    predictions_<split>.jsonl  one row per example for error analysis (``task.prediction_rows``)
+    tensorboard/, mlflow/, mlflow_run.json   experiment tracking, when ``training.report_to`` asks for it
     (task files)       whatever ``task.write_outputs`` writes, e.g. predictions_<split>.txt
 
 A model folder (``RUN_DIR/model`` or an export) holds ``ftkit.json``: the task's :class:`Facts`
@@ -165,6 +167,17 @@ def write_eval(run_dir: Path, metrics: dict[str, Any]) -> None:
     split = metrics["split"]
     write_json(Path(run_dir) / f"eval_{split}.json", metrics)
     plot_confusion(metrics, Path(run_dir) / f"confusion_{split}.png", f"confusion matrix, {split} split")
+
+
+def write_predictions(run_dir: Path, split: str, task, facts: Facts, examples, predictions: list[Any]) -> None:
+    """``predictions_<split>.jsonl``: the task's per-example rows (what ``ftkit report`` analyses), atomically."""
+    rows = task.prediction_rows(examples, predictions, facts)
+    if not rows:
+        return
+    path = Path(run_dir) / f"predictions_{split}.jsonl"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def last_complete_checkpoint(ckpt_dir: Path) -> str | None:

@@ -161,6 +161,16 @@ class FtkitTrainer(Trainer):
             for r, s in enumerate(states):
                 torch.save(s, Path(output_dir) / f"rng_state_{r}.pth")
 
+    def end_callbacks(self) -> None:
+        """After training stopped on an exception (a pruned sweep trial, Ctrl-C, out of memory): every
+        callback's ``on_train_end``, as transformers does for its own pruned trials, so the Ctrl-C handler is
+        put back and trackers close their writers. A callback failing here must not hide that exception."""
+        for cb in self.callback_handler.callbacks:
+            try:
+                cb.on_train_end(self.args, self.state, self.control, model=self.model)
+            except Exception:  # noqa: BLE001 - e.g. a progress bar that never started
+                pass
+
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix="eval"):
         if self.generate_fn is None:
@@ -337,7 +347,8 @@ def training_arguments(cfg, out: Path, family: str, has_eval: bool, best_metric:
         logging_strategy="steps",
         logging_steps=t.logging_steps,
         logging_first_step=True,
-        report_to="none",
+        report_to=list(t.report_to) or "none",
+        run_name=Path(out).parent.name,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         length_column_name="length",
         dataloader_num_workers=t.dataloader_workers,

@@ -223,6 +223,15 @@ class Task(ABC):
     def write_outputs(self, run_dir, split: str, examples, predictions: list[Any]) -> None:
         """Write a split's predictions into the run folder (for outside scorers). Default: nothing."""
 
+    #: what the report's error analysis lists for this task (a heading)
+    error_analysis: ClassVar[str] = "mistakes, worst first"
+
+    def prediction_rows(self, examples, predictions: list[Any], facts: Facts) -> list[dict[str, Any]]:
+        """One JSON row per example, written as ``predictions_<split>.jsonl``; ``ftkit report`` lists the
+        rows with ``correct: false`` by ``severity``, highest first. Build rows with :func:`example_row`,
+        :func:`text_field` and :func:`span`. Default: no rows (the report then has no error analysis)."""
+        return []
+
     # ---- outputs ----------------------------------------------------------
     @abstractmethod
     def decode(self, examples, features, outputs, facts: Facts) -> list[Any]:
@@ -243,3 +252,22 @@ class Task(ABC):
     @abstractmethod
     def format_prediction(self, example: dict[str, Any], prediction: Any) -> dict[str, Any]:
         """One JSON-serialisable output record for ``ftkit predict``."""
+
+
+def span(start: int, end: int, label: str, source: str) -> dict[str, Any]:
+    """A highlighted character span of a field: ``source`` is ``gold``, ``predicted`` or ``input``
+    (part of the input itself, e.g. a relation's marked entities)."""
+    return {"start": int(start), "end": int(end), "label": str(label), "source": source}
+
+
+def text_field(name: str, text: str, spans: list[dict[str, Any]] = ()) -> dict[str, Any]:
+    """A piece of text the report shows for an example (the sentence, the context, the reference...)."""
+    return {"name": name, "text": str(text), "spans": list(spans)}
+
+
+def example_row(index: int, *, correct: bool, severity: float, note: str, fields: list[dict[str, Any]],
+                gold: Any = None, predicted: Any = None, **extra: Any) -> dict[str, Any]:
+    """A ``prediction_rows`` row: ``severity`` ranks the mistakes (higher is worse), ``note`` says why in a
+    few words (``confidence 0.97``, ``chrF 12.3``); ``gold``/``predicted`` are short labels or answers."""
+    return {"index": int(index), "correct": bool(correct), "severity": float(severity), "note": note,
+            "gold": gold, "predicted": predicted, "fields": fields, **extra}

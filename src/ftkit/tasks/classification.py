@@ -35,7 +35,7 @@ from pydantic import Field, field_validator
 from ftkit.data.records import detect_format, iter_records, read_text
 from ftkit.errors import FtkitError
 from ftkit.recipes import resolve_packaged
-from ftkit.tasks.base import Facts, Task, TaskOptions
+from ftkit.tasks.base import Facts, Task, TaskOptions, example_row, text_field
 
 LINE_FORMATS = ("label_text", "trec_coarse", "trec_fine")
 STRUCTURED = ("jsonl", "csv", "tsv", "parquet", "disk", "hub")
@@ -449,6 +449,35 @@ class ClassificationTask(Task):
                   "f1": report[lab]["f1-score"], "support": int(report[lab]["support"])}
             for lab in labels if lab in report
         }
+
+    error_analysis = "the most confident mistakes"
+
+    def prediction_rows(self, examples, predictions: list[dict[str, Any]], facts: Facts) -> list[dict[str, Any]]:
+        """Per text: gold and predicted label(s) with the model's probabilities; a mistake's severity is the
+        confidence of the wrong call (single-label: the predicted label's probability; multi-label: the
+        largest distance of a wrong label's score from 0 or 1)."""
+        o = self.options
+        rows = []
+        for i, (ex, pred) in enumerate(zip(examples, predictions)):
+            probs = pred["probabilities"]
+            fields = [text_field(o.text_column, ex["text"])]
+            if "text_pair" in ex and ex["text_pair"] is not None:
+                fields.append(text_field(o.text_pair_column or "text_pair", ex["text_pair"]))
+            if o.multi_label:
+                gold = set(ex["label"])
+                wrong = [lab for lab in facts.labels if (lab in gold) != (lab in pred["label"])]
+                severity = max((abs(probs[lab] - (lab in gold)) for lab in wrong), default=0.0)
+                note = f"wrong: {', '.join(wrong)}" if wrong else "all labels right"
+                gold_out: Any = sorted(gold)
+            else:
+                wrong = [] if pred["label"] == ex["label"] else [pred["label"]]
+                severity = probs[pred["label"]] if wrong else 0.0
+                note = f"confidence {probs[pred['label']]:.2f}"
+                gold_out = ex["label"]
+            rows.append(example_row(i, correct=not wrong, severity=severity, note=note, fields=fields,
+                                    gold=gold_out, predicted=pred["label"],
+                                    probabilities={k: round(v, 4) for k, v in probs.items()}))
+        return rows
 
     def format_table(self, m: dict[str, Any]) -> str:
         width = max([12] + [len(k) + 2 for k in m["per_label"]])

@@ -22,7 +22,7 @@ from ftkit.data.conll import TAG_RE, detect_scheme, read_conll, to_iob2
 from ftkit.data.records import detect_format, iter_records
 from ftkit.errors import FtkitError
 from ftkit.recipes import resolve_packaged
-from ftkit.tasks.base import Facts, Task, TaskOptions
+from ftkit.tasks.base import Facts, Task, TaskOptions, example_row, span, text_field
 
 WORD_RE = re.compile(r"\w+(?:[-'’.]\w+)*|[^\w\s]", re.UNICODE)
 
@@ -327,6 +327,34 @@ class NerTask(Task):
 
         return metrics.compute("seqeval_entities", predictions=[[tag for tag, _ in p] for p in predictions],
                                references=[list(t) for t in examples["tags"]])
+
+    error_analysis = "sentences with the most entity errors (missed, spurious or mislabelled entities)"
+
+    def prediction_rows(self, examples, predictions, facts: Facts) -> list[dict[str, Any]]:
+        """Per sentence: the words joined by spaces with gold and predicted entities as character spans;
+        severity = entities not found exactly as in gold + predicted entities not in gold."""
+        rows = []
+        for i, (words, gold_tags, pred) in enumerate(zip(examples["tokens"], examples["tags"], predictions)):
+            starts, pos = [], 0
+            for w in words:
+                starts.append(pos)
+                pos += len(w) + 1
+            gold = {(t, s, e) for t, s, e, _ in entities(words, gold_tags, [1.0] * len(words))}
+            found = {(t, s, e): sc for t, s, e, sc in entities(words, [t for t, _ in pred], [sc for _, sc in pred])}
+            errors = len(gold - set(found)) + len(set(found) - gold)
+
+            def spans(ents, source):
+                return [span(starts[s], starts[e - 1] + len(words[e - 1]), t, source)
+                        for t, s, e in sorted(ents, key=lambda x: x[1])]
+
+            def names(ents):
+                return [f"{t}: {' '.join(words[s:e])}" for t, s, e in sorted(ents, key=lambda x: x[1])]
+
+            rows.append(example_row(
+                i, correct=errors == 0, severity=errors, note=f"{errors} entity error{'s' if errors != 1 else ''}",
+                fields=[text_field("sentence", " ".join(words), spans(gold, "gold") + spans(found, "predicted"))],
+                gold=names(gold), predicted=names(found)))
+        return rows
 
     def format_table(self, m: dict[str, Any]) -> str:
         lines = [f"{'type':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]

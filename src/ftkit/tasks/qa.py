@@ -33,7 +33,7 @@ from pydantic import Field, field_validator
 from ftkit.data.records import detect_format, iter_records, read_text
 from ftkit.errors import FtkitError
 from ftkit.recipes import resolve_packaged
-from ftkit.tasks.base import Facts, Task, TaskOptions
+from ftkit.tasks.base import Facts, Task, TaskOptions, example_row, span, text_field
 
 SLICE_RE = re.compile(r"^\s*(-?\d+)?\s*(:)?\s*(-?\d+)?\s*$")
 LABELS = ["start", "end"]
@@ -484,6 +484,27 @@ class QaTask(Task):
                                    "support": m[f"{key}_total"]}
         m["per_label"] = per_label
         return m
+
+    error_analysis = "questions with the lowest F1: gold and predicted answers in their context"
+
+    def prediction_rows(self, examples, predictions, facts: Facts) -> list[dict[str, Any]]:
+        """Per question: the question, and the context with every gold answer and the predicted span marked;
+        severity = 1 - the question's F1 (official normalisation, max over the gold answers)."""
+        from ftkit.metrics.squad import squad_scores
+
+        rows = []
+        for i, (ex, pred) in enumerate(zip(examples, predictions)):
+            answers = ex["answers"]
+            golds = list(answers["text"])
+            m = squad_scores([golds], [pred["text"]], self.version_2 or not golds)
+            marks = [span(s, s + len(t), "gold", "gold") for t, s in zip(answers["text"], answers["answer_start"])]
+            if pred["start"] is not None:
+                marks.append(span(pred["start"], pred["end"], "predicted", "predicted"))
+            fields = [text_field("question", ex["question"]), text_field("context", ex["context"], marks)]
+            rows.append(example_row(i, correct=m["exact_match"] == 1.0, severity=1.0 - m["f1"],
+                                    note=f"F1 {m['f1']:.2f}", fields=fields, gold=golds or ["(no answer)"],
+                                    predicted=pred["text"] or "(no answer)", id=ex.get("id", "")))
+        return rows
 
     def format_table(self, m: dict[str, Any]) -> str:
         lines = [f"{'':<8}{'exact':>10}{'f1':>10}{'questions':>11}",

@@ -40,7 +40,7 @@ from pydantic import Field
 from ftkit.data.records import detect_format, iter_records, read_text
 from ftkit.errors import FtkitError
 from ftkit.recipes import resolve_packaged
-from ftkit.tasks.base import Facts, Task, TaskOptions
+from ftkit.tasks.base import Facts, Task, TaskOptions, example_row, span, text_field
 
 E1, E1_END, E2, E2_END = MARKERS = ("<e1>", "</e1>", "<e2>", "</e2>")
 MARKER_RE = re.compile(r"</?e[12]>")
@@ -492,6 +492,22 @@ class RelationTask(Task):
         return metrics.compute("semeval2010_task8", predictions=[p[0] for p in predictions],
                                references=list(examples["label"]), negative_label=self.options.negative_label,
                                labels=list(facts.labels))
+
+    error_analysis = "the most confident mistakes"
+
+    def prediction_rows(self, examples, predictions, facts: Facts) -> list[dict[str, Any]]:
+        """Per sentence: the text with its two entities marked, gold and predicted relation; a mistake's
+        severity is the predicted label's probability."""
+        rows = []
+        for i, (ex, (label, probs)) in enumerate(zip(examples, predictions)):
+            (hs, he), (ts, te) = ex["head"], ex["tail"]
+            marks = [span(hs, he, ex["head_type"] or "e1", "input"), span(ts, te, ex["tail_type"] or "e2", "input")]
+            wrong = label != ex["label"]
+            rows.append(example_row(i, correct=not wrong, severity=probs[label] if wrong else 0.0,
+                                    note=f"confidence {probs[label]:.2f}",
+                                    fields=[text_field("sentence", ex["text"], marks)], gold=ex["label"],
+                                    predicted=label))
+        return rows
 
     def format_table(self, m: dict[str, Any]) -> str:
         neg = m.get("negative_label", "Other")

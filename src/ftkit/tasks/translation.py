@@ -29,7 +29,7 @@ from pydantic import Field
 from ftkit.data.records import detect_format, iter_records, read_text
 from ftkit.errors import FtkitError
 from ftkit.recipes import resolve_packaged
-from ftkit.tasks.base import Facts, Task, TaskOptions
+from ftkit.tasks.base import Facts, Task, TaskOptions, example_row, text_field
 from ftkit import text2text
 from ftkit.text2text import Generation, auto_class, one_line
 
@@ -305,6 +305,23 @@ class TranslationTask(Task):
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text("".join(one_line(p) + "\n" for p in predictions), encoding="utf-8")
         tmp.replace(path)
+
+    error_analysis = "sentences with the lowest chrF: source, reference and output"
+
+    def prediction_rows(self, examples, predictions: list[str], facts: Facts) -> list[dict[str, Any]]:
+        """Per sentence: source, reference and output with the sentence-level chrF (sacrebleu); severity =
+        100 - chrF."""
+        from sacrebleu.metrics import CHRF
+
+        chrf = CHRF()
+        rows = []
+        for i, (src, ref, hyp) in enumerate(zip(examples["source"], examples["target"], predictions)):
+            score = float(chrf.sentence_score(hyp, [ref]).score)
+            rows.append(example_row(i, correct=hyp.strip() == ref.strip(), severity=100.0 - score,
+                                    note=f"chrF {score:.1f}", chrf=round(score, 2),
+                                    fields=[text_field("source", src), text_field("reference", ref),
+                                            text_field("output", hyp)]))
+        return rows
 
     # ---- saved model ------------------------------------------------------
     def export_info(self, model, tokenizer, facts: Facts) -> dict[str, Any]:
