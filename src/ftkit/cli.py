@@ -350,7 +350,8 @@ def _sweep_signature() -> inspect.Signature:
                                                        "never pruned [default: a quarter of --trials, at least 2].")),
     }
     params = [p for name, p in inspect.signature(finetune, eval_str=True).parameters.items()
-              if name not in ("output", "overwrite", "resume", "debug")]
+              if name not in ("output", "overwrite", "resume", "debug", "processes", "accelerate_config")]
+    # (a sweep's trials run in its own process: --processes is finetune's)
     params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=ann)
                for name, (ann, default) in own.items()]
     params.append(inspect.Parameter("debug", inspect.Parameter.KEYWORD_ONLY, default=DebugOpt, annotation=bool))
