@@ -206,7 +206,9 @@ class GracefulInterrupt(TrainerCallback):
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
+        #: the signal the run stops for (under N processes: the one every rank agreed on)
         self.signum: int | None = None
+        self._received: int | None = None  # what this process's handler caught
         self._old: dict[int, Any] = {}
 
     @property
@@ -215,9 +217,9 @@ class GracefulInterrupt(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kw):
         def handler(signum, frame):
-            if self.signum is not None:
+            if self._received is not None:
                 raise KeyboardInterrupt
-            self.signum = signum
+            self._received = signum
             log(f"\n{signal.Signals(signum).name}: saving a checkpoint after this step (again to abort)")
 
         if threading.current_thread() is threading.main_thread():
@@ -225,9 +227,11 @@ class GracefulInterrupt(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kw):
         # Under N processes the ranks agree after every step (a signal may reach one rank, or reach them during
-        # different steps): all save the same checkpoint and stop together.
-        self.signum = distributed.any_rank(self.signum or 0, args.device) or None
-        if self.signum is not None:
+        # different steps): all save the same checkpoint and stop together. A signal caught while the ranks
+        # compare notes counts at the next step, on every rank alike.
+        agreed = distributed.any_rank(self._received or 0, args.device)
+        if agreed:
+            self.signum = agreed
             control.should_save = True
             control.should_training_stop = True
 
