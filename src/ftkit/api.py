@@ -30,7 +30,7 @@ FINETUNE_FLAGS = {
     "learning_rate": "training.learning_rate", "gradient_accumulation": "training.gradient_accumulation",
     "precision": "training.precision", "device": "training.device", "seed": "training.seed",
     "early_stopping": "training.early_stopping_patience", "save_total_limit": "training.save_total_limit",
-    "auto_batch_size": "training.auto_batch_size",
+    "auto_batch_size": "training.auto_batch_size", "workers": "data.workers",
     "source_lang": "task_options.source_lang", "target_lang": "task_options.target_lang",
 }
 
@@ -108,6 +108,7 @@ def finetune(
     validation_fraction: float | None = None,
     save_total_limit: int | None = None,
     auto_batch_size: bool | None = None,
+    workers: int | None = None,
     source_lang: str | None = None,
     target_lang: str | None = None,
     overrides: Mapping[str, Any] | Sequence[str] = (),
@@ -125,7 +126,8 @@ def finetune(
     the same name does; ``overrides`` sets any key (``{"training.warmup_ratio": 0.1}`` or
     ``["training.warmup_ratio=0.1"]``). ``output`` defaults to ``runs/<task>-<time>``.
     ``resume=True`` continues the run in ``output`` from its last complete checkpoint, with the
-    recipe saved there.
+    recipe saved there. ``workers`` (``data.workers``) is how many processes read large files and
+    tokenize (default: the cores available).
     """
     from ftkit.engine.finetune import finetune as run
     from ftkit.engine.run_folder import RECIPE_FILE
@@ -136,7 +138,7 @@ def finetune(
                  batch_size=batch_size, learning_rate=learning_rate, gradient_accumulation=gradient_accumulation,
                  precision=precision, device=device, seed=seed, early_stopping=early_stopping,
                  validation_fraction=validation_fraction, save_total_limit=save_total_limit,
-                 auto_batch_size=auto_batch_size, source_lang=source_lang, target_lang=target_lang)
+                 auto_batch_size=auto_batch_size, workers=workers, source_lang=source_lang, target_lang=target_lang)
     cfg = None
     if resume:
         if output is None:
@@ -199,7 +201,7 @@ def export(run: str | Path, output: str | Path, *, overwrite: bool = False) -> P
 
 def validate(task: str | None = None, *, recipe: str | None = None, train: str | None = None,
              validation: str | None = None, test: str | None = None, model: str | None = None,
-             source_lang: str | None = None, target_lang: str | None = None,
+             source_lang: str | None = None, target_lang: str | None = None, workers: int | None = None,
              overrides: Mapping[str, Any] | Sequence[str] = (), _style: str = "python"):
     """Check data with the task's readers without training: a report with ``errors``, ``warnings``,
     ``summary`` and ``exit_code(strict)``."""
@@ -207,5 +209,6 @@ def validate(task: str | None = None, *, recipe: str | None = None, train: str |
 
     # explicit files are validated alone (the task's general defaults), not mixed with the demo's sample
     cfg, _ = resolve_config(task, recipe=recipe, overrides=overrides, _style=_style, train=train,
-                            validation=validation, test=test, source_lang=source_lang, target_lang=target_lang)
+                            validation=validation, test=test, source_lang=source_lang, target_lang=target_lang,
+                            workers=workers)
     return validate_data(cfg, model)

@@ -73,8 +73,11 @@ class FtkitTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.generate_fn = generate_fn
         ds = self.train_dataset
-        # the length column is dropped with the other non-model columns before the sampler is built
-        self._lengths = list(ds["length"]) if ds is not None and "length" in getattr(ds, "column_names", []) else None
+        # the length column is dropped with the other non-model columns before the sampler is built;
+        # a stream (datasets.IterableDataset) has neither lengths nor a sampler
+        self._lengths = None
+        if ds is not None and hasattr(ds, "__len__") and "length" in (getattr(ds, "column_names", None) or []):
+            self._lengths = ds.with_format("arrow")["length"].to_pylist()
 
     def _get_train_sampler(self, train_dataset=None):
         ds = train_dataset if train_dataset is not None else self.train_dataset
