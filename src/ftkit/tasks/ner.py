@@ -193,9 +193,11 @@ class NerTask(Task):
         profile.total("tokens", len(example["tokens"]))
         for t in example["tags"]:
             if t != "O":
+                kind = t[2:]
+                if kind not in profile.first:
+                    profile.note("tag:" + kind, t)  # as first written, for messages
                 # entities are counted by their B- tag; a type seen only inside I- tags still is a type
-                profile.label(t[2:], where, 1 if t.startswith("B-") else 0)
-                profile.note("tag:" + t[2:], t)  # as first written, for messages
+                profile.label(kind, where, 1 if t[0] == "B" else 0)
         if example.get("tag_scheme"):
             profile.flags.add("scheme:" + example["tag_scheme"])
 
