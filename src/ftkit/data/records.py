@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ftkit.data.lines import WHOLE, Part, iter_lines, peek_text
+from ftkit.data.lines import WHOLE, Part, iter_lines, open_binary, peek_text
 from ftkit.errors import FtkitError
 from ftkit.recipes import resolve_packaged
 
@@ -61,16 +61,11 @@ def detect_format(path: str, declared: str = "auto", default_text: str = "conll"
 
 
 def read_text(path: str | Path, encoding: str = "utf-8") -> str:
-    """Read a text file; undecodable bytes are reported with their line number."""
+    """Read a whole text file; undecodable bytes are reported with their line number (streaming readers
+    use :func:`ftkit.data.lines.iter_lines`)."""
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise FtkitError("file not found", file=p) from None
-    except IsADirectoryError:
-        raise FtkitError("expected a file, got a folder", file=p) from None
-    except OSError as e:
-        raise FtkitError(f"cannot read: {e.strerror}", file=p) from None
+    with open_binary(p) as f:
+        raw = f.read()
     if raw.startswith(b"\xef\xbb\xbf") and encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
         raw = raw[3:]
     try:
