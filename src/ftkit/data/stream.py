@@ -228,13 +228,14 @@ def build_split(task, path: str, split: str, fmt: str = "auto", encoding: str = 
         try:
             profile = profile_from_json((final / PROFILE_FILE).read_text(encoding="utf-8"))
             ds = _open(final, key) if profile.count else _empty(task)
+            if ds is None or len(ds) != profile.count:
+                raise ValueError("incomplete entry")
         except Exception:  # a damaged entry is read again
             shutil.rmtree(final, ignore_errors=True)
         else:
-            if ds is not None and len(ds) == profile.count:
-                task.check_split(profile, path, split)
-                setattr(ds, PROFILE_ATTR, profile)
-                return ds
+            task.check_split(profile, path, split)
+            setattr(ds, PROFILE_ATTR, profile)
+            return ds
     parts = _plan(task, path, split, fmt, encoding, workers)
     tmp = new_temp(final.parent if final is not None else scratch_dir())
     try:
