@@ -31,6 +31,7 @@ WORK = ROOT / "bench" / ".scale_data"
 DATA = Path(os.environ.get("DATA") or next((p for p in (ROOT.parent / "shared" / "data", Path("/work/shared/data")) if p.exists()), ROOT.parent / "shared" / "data"))
 FTKIT = str(ROOT / ".venv" / "bin" / "ftkit")
 SIZES = [int(x) for x in os.environ.get("CONLL_SIZES", "15000,1000000").split(",")]
+ONLY = os.environ.get("ONLY")  # "workers": only the --workers 2 / --workers 1 comparison on the largest CoNLL
 CLS_LINES = int(os.environ.get("CLS_LINES", "1000000"))
 QA_RECORDS = int(os.environ.get("QA_RECORDS", "200000"))
 
@@ -81,7 +82,10 @@ def timed(args: list[str], env: dict[str, str]) -> dict:
     p = subprocess.run(["/usr/bin/time", "-v", *args], capture_output=True, text=True, env={**os.environ, **env})
     wall = time.time() - started
     rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1))
-    out = {"exit": p.returncode, "wall_s": round(wall, 1), "peak_rss_gb": round(rss_kb / 1024 / 1024, 3)}
+    cpu = re.search(r"Percent of CPU this job got: (\d+)%", p.stderr)
+    out = {"exit": p.returncode, "wall_s": round(wall, 1), "peak_rss_gb": round(rss_kb / 1024 / 1024, 3),
+           # (user + system) / wall over the whole command: 200% is both cores busy all the time
+           "cpu_percent": int(cpu.group(1)) if cpu else None}
     for key, pattern in (("read_s", r"data read and checked in ([\d.]+)s"), ("encode_s", r"features ready in ([\d.]+)s")):
         m = re.search(pattern, p.stderr)
         if m:
@@ -130,6 +134,26 @@ def main() -> None:
     def save():
         out.write_text(json.dumps(results, indent=2) + "\n")
 
+    if ONLY == "workers":
+        n = max(SIZES)
+        path, cache = conll(n), WORK / "cache-workers"
+        env = {"FTKIT_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+        runs: dict = {"2": [], "1": []}
+        for _ in range(int(os.environ.get("REPEAT", "1"))):
+            for w in ("2", "1"):
+                shutil.rmtree(cache, ignore_errors=True)
+                runs[w].append(timed([FTKIT, "finetune", "--task", "ner", "--model", "minilm", "--train", str(path),
+                                      "--max-steps", "10", "--output", str(WORK / "run-workers"), "--overwrite",
+                                      "--workers", w], env))
+        shutil.rmtree(cache, ignore_errors=True)
+        best = {w: min(r["read_encode_s"] for r in rs) for w, rs in runs.items()}
+        results = json.loads(out.read_text()) if out.exists() else results
+        results["workers_rerun"] = {"corpus": f"conll_{n}", "runs": runs, "best_read_encode_s": best,
+                                    "workers_2_speedup": round(best["1"] / best["2"], 2),
+                                    "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+        save()
+        print(json.dumps(results["workers_rerun"], indent=2))
+        return
     for n in SIZES:
         results["corpora"][f"conll_{n}"] = corpus(f"conll_{n}", "ner", conll(n), n, [], n == max(SIZES))
         save()

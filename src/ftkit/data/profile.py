@@ -111,17 +111,17 @@ class Profile:
 
         if self.finished:
             return self
+        # one sort of the digests (0 marks an empty example): 16 bytes per example for a moment
         d = np.frombuffer(self._digests, dtype=np.uint64) if len(self._digests) else np.zeros(0, np.uint64)
-        present = np.flatnonzero(d)
-        values = d[present]
-        order = np.argsort(values, kind="stable")
-        ranked = values[order]
-        repeats = ranked[1:] == ranked[:-1]
+        order = np.argsort(d, kind="stable")
+        ranked = d[order]
+        repeats = (ranked[1:] == ranked[:-1]) & (ranked[1:] != 0)
         self.duplicates = int(repeats.sum())
         if self.duplicates:
-            first = int(present[order[1:][repeats].min()])
-            original = int(present[order[np.searchsorted(ranked, d[first])]])
+            first = int(order[1:][repeats].min())
+            original = int(order[np.searchsorted(ranked, d[first])])
             self.first_duplicate = (where_of(example_at(first), first), where_of(example_at(original), original))
+        del d, order, ranked, repeats
         for name, arr in self._values.items():
             self.distinct[name] = int(len(np.unique(np.frombuffer(arr, dtype=np.uint64))))
         self._digests, self._values = array("Q"), {}
