@@ -37,6 +37,9 @@ def finetune(cfg: RunConfig, run_dir: Path, *, overwrite: bool = False, resume: 
     started = time.time()
     run_dir = Path(run_dir)
     task = make_task(cfg.task, cfg.task_options, recipe_source)
+    if cfg.data.streaming and cfg.training.max_steps <= 0:
+        raise FtkitError("data.streaming: a stream has no length, so epochs are undefined: pass --max-steps N "
+                         "(training.max_steps) instead of --epochs")
     if cfg.training.auto_resume and not (resume or overwrite):
         plan = auto_resume_plan(cfg, run_dir)
         if plan == "done":
@@ -81,16 +84,23 @@ def _finetune(cfg, task, run_dir: Path, overwrite: bool, resume: bool, allow_pic
     from ftkit.engine.feature_cache import encode_cached
     from ftkit.engine.models import load_base
     from ftkit.engine.run_folder import CHECKPOINTS, RECIPE_FILE
-    from ftkit.engine.splits import describe, read_splits
+    from ftkit.engine.splits import describe, read_splits, workers_of
 
     log(f"ftkit {__version__}: task {task.name}, model {cfg.model}")
+    read_started = time.time()
     task, splits, labels = read_splits(task, cfg)
     summary, _ = describe(task, splits)
+    log(f"  data read and checked in {time.time() - read_started:.1f}s")
 
     info, task, facts, tokenizer, model = load_base(cfg, task, splits["train"], labels, allow_pickle=allow_pickle,
                                                     trust_remote_code=trust_remote_code)
     log(f"  model: {info.path} (family {info.family}, {info.model_type}); window {facts.max_length} sub-tokens")
-    features = {name: encode_cached(task, facts, ds, tokenizer, train=(name == "train")) for name, ds in splits.items()}
+    workers = workers_of(cfg)
+    encode_started = time.time()
+    features = {name: encode_cached(task, facts, ds, tokenizer, train=(name == "train"), workers=workers)
+                for name, ds in splits.items()}
+    log(f"  features ready in {time.time() - encode_started:.1f}s (--workers {workers}"
+        f"{'; streamed: tokenized while training' if cfg.data.streaming else ''})")
     for name in ("validation", "test"):
         if name in features and len(features[name]) > len(splits[name]):
             log(f"  {name}: {len(features[name]) - len(splits[name])} extra windows for long inputs")
