@@ -150,8 +150,6 @@ def iter_lines(path: str | Path, encoding: str = "utf-8", part: Part = WHOLE,
 
 
 def _whole_lines(path, encoding: str, breaks: Breaks) -> Iterator[tuple[int, str]]:
-    from ftkit.data.records import read_text
-
     text = read_text(path, encoding)
     if breaks == "unicode":
         pieces = text.splitlines()
@@ -162,6 +160,26 @@ def _whole_lines(path, encoding: str, breaks: Breaks) -> Iterator[tuple[int, str
         if pieces and pieces[-1] == "":
             pieces.pop()
     yield from enumerate(pieces, 1)
+
+
+def read_text(path: str | Path, encoding: str = "utf-8") -> str:
+    """Read a whole text file; undecodable bytes are reported with their line number (streaming readers
+    use :func:`ftkit.data.lines.iter_lines`)."""
+    p = Path(path)
+    with open_binary(p) as f:
+        raw = f.read()
+    if raw.startswith(b"\xef\xbb\xbf") and encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+        raw = raw[3:]
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise FtkitError(
+            f"bytes {raw[e.start:e.start + 4]!r} are not valid {encoding}",
+            file=p, line=line, hint="pass --set data.encoding=latin-1 (or the file's encoding)",
+        ) from None
+    except LookupError:
+        raise FtkitError(f"unknown encoding '{encoding}'") from None
 
 
 def peek_text(path: str | Path, encoding: str = "utf-8", size: int = 1 << 16) -> str:

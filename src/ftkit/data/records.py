@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ftkit.data.lines import WHOLE, Part, iter_lines, open_binary, peek_text
+from ftkit.data.lines import WHOLE, Part, iter_lines, peek_text, read_text  # noqa: F401 (read_text is re-exported)
 from ftkit.errors import FtkitError
 from ftkit.recipes import resolve_packaged
 
@@ -58,26 +58,6 @@ def detect_format(path: str, declared: str = "auto", default_text: str = "conll"
     if looks_local:
         raise FtkitError("file not found", file=path)
     return "hub"
-
-
-def read_text(path: str | Path, encoding: str = "utf-8") -> str:
-    """Read a whole text file; undecodable bytes are reported with their line number (streaming readers
-    use :func:`ftkit.data.lines.iter_lines`)."""
-    p = Path(path)
-    with open_binary(p) as f:
-        raw = f.read()
-    if raw.startswith(b"\xef\xbb\xbf") and encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
-        raw = raw[3:]
-    try:
-        return raw.decode(encoding)
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise FtkitError(
-            f"bytes {raw[e.start:e.start + 4]!r} are not valid {encoding}",
-            file=p, line=line, hint="pass --set data.encoding=latin-1 (or the file's encoding)",
-        ) from None
-    except LookupError:
-        raise FtkitError(f"unknown encoding '{encoding}'") from None
 
 
 def _iter_jsonl(path: str, encoding: str, part: Part = WHOLE) -> Iterator[Record]:

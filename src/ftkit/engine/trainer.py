@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from torch.utils.data import SequentialSampler
 from transformers import Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import EvalPrediction, rotate_checkpoints
 
 from ftkit.errors import FtkitError

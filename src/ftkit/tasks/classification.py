@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import re
 import sys
-from collections import Counter
 from typing import Any, Iterator, Literal
 
 import numpy as np

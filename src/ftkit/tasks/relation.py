@@ -31,7 +31,6 @@ micro-F1 excluding the negative label, accuracy, a per-label report and the conf
 from __future__ import annotations
 
 import re
-from collections import Counter
 from typing import Any, Iterator, Literal
 
 import numpy as np
