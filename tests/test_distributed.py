@@ -238,6 +238,7 @@ def test_every_task_scores_each_example_once_under_two_processes(tiny_models, tm
     (["--processes", "2", "--accelerate-config", "no-such.yaml"], "accelerate config not found"),
     (["--processes", "2", "--accelerate-config", "{bad"], "accelerate config"),
     (["--processes", "2", "--accelerate-config", "fsdp"], "needs CUDA devices"),
+    (["--processes", "2", "--max-steps", "2", "--set", "data.streaming=true"], "data.streaming trains on one process"),
 ])
 def test_bad_launch_input_is_one_line_before_any_worker(setup, tmp_path, extra, message):
     root, model, train, dev = setup

@@ -30,7 +30,7 @@ FINETUNE_FLAGS = {
     "learning_rate": "training.learning_rate", "gradient_accumulation": "training.gradient_accumulation",
     "precision": "training.precision", "device": "training.device", "seed": "training.seed",
     "early_stopping": "training.early_stopping_patience", "save_total_limit": "training.save_total_limit",
-    "auto_batch_size": "training.auto_batch_size", "report_to": "training.report_to",
+    "auto_batch_size": "training.auto_batch_size", "report_to": "training.report_to", "workers": "data.workers",
     "source_lang": "task_options.source_lang", "target_lang": "task_options.target_lang",
     "auto_resume": "training.auto_resume",
 }
@@ -109,6 +109,7 @@ def finetune(
     validation_fraction: float | None = None,
     save_total_limit: int | None = None,
     auto_batch_size: bool | None = None,
+    workers: int | None = None,
     source_lang: str | None = None,
     target_lang: str | None = None,
     auto_resume: bool | None = None,
@@ -133,7 +134,8 @@ def finetune(
     recipe saved there. ``auto_resume=True`` makes the *same call* continue the run in ``output`` when it
     has a complete checkpoint and start fresh when it has none (for schedulers that requeue a job after
     SIGTERM; the run exits with status 143 after saving a checkpoint on SIGTERM). ``report_to`` names
-    experiment trackers (``"tensorboard,mlflow"`` or a list).
+    experiment trackers (``"tensorboard,mlflow"`` or a list). ``workers`` (``data.workers``) is how many
+    processes read large files and tokenize (default: the cores available).
     ``processes=N`` trains on N local processes started through accelerate's launcher (CPU workers talk
     over gloo, CUDA workers over NCCL; ``batch_size`` stays per process, so the global batch is N times it);
     ``accelerate_config`` names a config of ``recipes/accelerate`` (``ddp``, ``fsdp``, ``deepspeed-zero2``...)
@@ -152,7 +154,7 @@ def finetune(
                  batch_size=batch_size, learning_rate=learning_rate, gradient_accumulation=gradient_accumulation,
                  precision=precision, device=device, seed=seed, early_stopping=early_stopping,
                  validation_fraction=validation_fraction, save_total_limit=save_total_limit,
-                 auto_batch_size=auto_batch_size, source_lang=source_lang, target_lang=target_lang,
+                 auto_batch_size=auto_batch_size, workers=workers, source_lang=source_lang, target_lang=target_lang,
                  auto_resume=auto_resume, report_to=report_to)
     if processes is not None and processes < 1:
         raise FtkitError(f"{'--processes' if _style == 'cli' else 'processes='} must be at least 1, got {processes}")
@@ -247,7 +249,7 @@ def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, devic
 
 def validate(task: str | None = None, *, recipe: str | None = None, train: str | None = None,
              validation: str | None = None, test: str | None = None, model: str | None = None,
-             source_lang: str | None = None, target_lang: str | None = None,
+             source_lang: str | None = None, target_lang: str | None = None, workers: int | None = None,
              overrides: Mapping[str, Any] | Sequence[str] = (), _style: str = "python"):
     """Check data with the task's readers without training: a report with ``errors``, ``warnings``,
     ``summary`` and ``exit_code(strict)``."""
@@ -255,5 +257,6 @@ def validate(task: str | None = None, *, recipe: str | None = None, train: str |
 
     # explicit files are validated alone (the task's general defaults), not mixed with the demo's sample
     cfg, _ = resolve_config(task, recipe=recipe, overrides=overrides, _style=_style, train=train,
-                            validation=validation, test=test, source_lang=source_lang, target_lang=target_lang)
+                            validation=validation, test=test, source_lang=source_lang, target_lang=target_lang,
+                            workers=workers)
     return validate_data(cfg, model)

@@ -43,6 +43,8 @@ DebugOpt = typer.Option(False, "--debug", help="Show full tracebacks and library
 SourceLangOpt = typer.Option(None, "--source-lang", help="Translation: source language code (reads PREFIX.<code>).")
 TargetLangOpt = typer.Option(None, "--target-lang", help="Translation: target language code (reads PREFIX.<code>).")
 PickleOpt = typer.Option(False, "--allow-pickle", help="Load pickle (.bin/.pt) weights: only for checkpoints you trust.")
+WorkersOpt = typer.Option(None, "--workers", min=1,
+                          help="Processes that read large files and tokenize (data.workers) [default: the cores available].")
 
 
 def _handled(fn: Callable) -> Callable:
@@ -126,6 +128,7 @@ def finetune(
     save_total_limit: Optional[int] = typer.Option(None, "--save-total-limit", help="Keep at most N checkpoints."),
     auto_batch_size: Optional[bool] = typer.Option(None, "--auto-batch-size/--no-auto-batch-size",
                                                    help="Halve the batch size on out-of-memory until it fits."),
+    workers: Optional[int] = WorkersOpt,
     source_lang: Optional[str] = SourceLangOpt,
     target_lang: Optional[str] = TargetLangOpt,
     report_to: Optional[str] = typer.Option(None, "--report-to", help="Experiment trackers, comma-separated: "
@@ -156,9 +159,8 @@ def finetune(
         epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
         gradient_accumulation=gradient_accumulation, precision=precision, device=device, seed=seed,
         early_stopping=early_stopping, validation_fraction=validation_fraction, save_total_limit=save_total_limit,
-        auto_batch_size=auto_batch_size, source_lang=source_lang, target_lang=target_lang, auto_resume=auto_resume,
-        report_to=report_to,
-        overrides=set_, overwrite=overwrite, resume=resume,
+        auto_batch_size=auto_batch_size, workers=workers, source_lang=source_lang, target_lang=target_lang,
+        auto_resume=auto_resume, report_to=report_to, overrides=set_, overwrite=overwrite, resume=resume,
         allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, processes=processes,
         accelerate_config=accelerate_config, _style="cli",
     )
@@ -296,6 +298,7 @@ def validate(
     validation: Optional[str] = typer.Option(None, "--validation"),
     test: Optional[str] = typer.Option(None, "--test"),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Also count inputs longer than its window."),
+    workers: Optional[int] = WorkersOpt,
     source_lang: Optional[str] = SourceLangOpt,
     target_lang: Optional[str] = TargetLangOpt,
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when there are warnings."),
@@ -306,7 +309,8 @@ def validate(
     from ftkit.api import validate as api_validate
 
     report = api_validate(task, recipe=recipe, train=train, validation=validation, test=test, model=model,
-                          source_lang=source_lang, target_lang=target_lang, overrides=set_, _style="cli")
+                          source_lang=source_lang, target_lang=target_lang, workers=workers, overrides=set_,
+                          _style="cli")
     for name, summary in report.summary.items():
         typer.echo(f"{name}: {json.dumps(summary)}")
     for line in report.errors:

@@ -29,6 +29,11 @@ class DataConfig(_Strict):
         None, gt=0, lt=1, description="carve a seeded validation split of this size from train"
     )
     max_train_examples: int | None = Field(None, gt=0, description="use only the first N training examples")
+    workers: int | None = Field(None, ge=1, description="processes that read large files and tokenize "
+                                "(--workers); default: the cores available")
+    streaming: bool = Field(False, description="read the training split lazily as a datasets.IterableDataset "
+                            "(datasets folders, hub names, any file) and tokenize it while training; needs "
+                            "training.max_steps")
 
 
 class TrainingConfig(_Strict):

@@ -130,6 +130,10 @@ def launch(cfg, run_dir: Path, *, processes: int, accelerate_config: str | None 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise FtkitError("--processes inside a job that a launcher already started with several processes",
                          hint="drop --processes: torchrun/accelerate launch set the number of processes")
+    from ftkit.engine.distributed import STREAMING_ONE_PROCESS
+
+    if cfg.data.streaming and processes > 1:
+        raise FtkitError(STREAMING_ONE_PROCESS, hint="drop --processes, or leave data.streaming off to train on N")
     config_path = find_accelerate_config(accelerate_config or "ddp")
     acfg = read_accelerate_config(config_path)
     workers = worker_device(processes, cfg.training.device, bool(getattr(acfg, "use_cpu", False)))

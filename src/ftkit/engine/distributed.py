@@ -32,6 +32,10 @@ class QuietExit(SystemExit):
     """A rank that follows the main process's decision to stop: the main process says why, once."""
 
 
+#: streams are read lazily by each process; sharing one stream across ranks is not built yet
+STREAMING_ONE_PROCESS = ("data.streaming trains on one process for now: a stream cannot be prepared once and "
+                         "shared with the other processes")
+
 def _dist():
     import torch.distributed as dist
 

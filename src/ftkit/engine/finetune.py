@@ -42,6 +42,11 @@ def finetune(cfg: RunConfig, run_dir: Path, *, overwrite: bool = False, resume: 
     run_dir = Path(run_dir)
     group = distributed.setup(cfg.training.device)
     task = make_task(cfg.task, cfg.task_options, recipe_source)
+    if cfg.data.streaming and cfg.training.max_steps <= 0:
+        raise FtkitError("data.streaming: a stream has no length, so epochs are undefined: pass --max-steps N "
+                         "(training.max_steps) instead of --epochs")
+    if cfg.data.streaming and distributed.world_size() > 1:
+        raise FtkitError(distributed.STREAMING_ONE_PROCESS, hint="start one process, or leave data.streaming off to train on N")
     check_trackers(cfg.training.report_to)
     done, resume, overwrite = distributed.decide(lambda: plan_run_dir(cfg, run_dir, overwrite, resume))
     if done is not None:

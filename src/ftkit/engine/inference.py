@@ -55,9 +55,15 @@ def generate_outputs(task, facts: Facts, model, tokenizer, features, batch_size:
 
 def predict_split(task, facts: Facts, model, tokenizer, examples, features=None, *, batch_size: int = 32,
                   device: str = "auto") -> list[Any]:
-    """One prediction per example (features are encoded here unless given)."""
+    """One prediction per example (features are encoded here unless given; those of a split read from
+    files go through the feature cache)."""
     if features is None:
-        features = task.encode(examples, tokenizer, facts, train=False)
+        if getattr(examples, "cache_files", None):
+            from ftkit.engine.feature_cache import encode_cached
+
+            features = encode_cached(task, facts, examples, tokenizer, train=False)
+        else:
+            features = task.encode(examples, tokenizer, facts, train=False)
     outputs = model_outputs(task, facts, model, tokenizer, features, batch_size, device)
     return task.decode(examples, features, outputs, facts)
 

@@ -8,6 +8,7 @@ before any worker starts; under ``torchrun``/``accelerate launch`` the main proc
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,15 +39,24 @@ def prepare(cfg: RunConfig, task, *, show: bool = True, allow_pickle: bool = Fal
     """Read and check every split, resolve the Facts against the checkpoint and encode (feature cache)."""
     from ftkit.engine.feature_cache import encode_cached
     from ftkit.engine.models import load_facts
-    from ftkit.engine.splits import describe, read_splits
+    from ftkit.engine.splits import describe, read_splits, workers_of
 
+    read_started = time.time()
     task, splits, labels = read_splits(task, cfg)
     summary, _ = describe(task, splits, show=show)
+    if show:
+        log(f"  data read and checked in {time.time() - read_started:.1f}s")
     info, task, facts, tokenizer = load_facts(cfg, task, splits["train"], labels, allow_pickle=allow_pickle,
                                               trust_remote_code=trust_remote_code)
     if show:
         log(f"  model: {info.path} (family {info.family}, {info.model_type}); window {facts.max_length} sub-tokens")
-    features = {name: encode_cached(task, facts, ds, tokenizer, train=(name == "train")) for name, ds in splits.items()}
+    workers = workers_of(cfg)
+    encode_started = time.time()
+    features = {name: encode_cached(task, facts, ds, tokenizer, train=(name == "train"), workers=workers)
+                for name, ds in splits.items()}
+    if show:
+        log(f"  features ready in {time.time() - encode_started:.1f}s (--workers {workers}"
+            f"{'; streamed: tokenized while training' if cfg.data.streaming else ''})")
     for name in ("validation", "test"):
         if show and name in features and len(features[name]) > len(splits[name]):
             log(f"  {name}: {len(features[name]) - len(splits[name])} extra windows for long inputs")

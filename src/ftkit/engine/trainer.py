@@ -25,10 +25,10 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import SequentialSampler
 from transformers import Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import EvalPrediction, rotate_checkpoints
 
 from ftkit.errors import FtkitError
@@ -63,12 +63,30 @@ class EpochSeededSampler(torch.utils.data.Sampler):
         # transformers groups by length within random mega-batches of 50 batches, each sorted longest
         # first, so every 50 steps the batches run from long to short. Keep its batches (little padding)
         # and the longest one first (memory errors show at once), but visit the rest in random order.
-        order = list(LengthGroupedSampler(self.batch_size, lengths=self.lengths, generator=g))
-        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        if not batches:
+        # The grouping is transformers' get_length_grouped_indices (same draws, same order) in numpy:
+        # a million lengths cost arrays, not lists of Python ints.
+        order = _length_grouped(np.asarray(self.lengths), self.batch_size, g)
+        n_batches = -(-len(order) // self.batch_size)
+        if not n_batches:
             return iter([])
-        rest = [batches[i + 1] for i in torch.randperm(len(batches) - 1, generator=g).tolist()]
-        return iter([i for b in batches[:1] + rest for i in b])
+        visit = [0] + [i + 1 for i in torch.randperm(n_batches - 1, generator=g).tolist()]
+        bs = self.batch_size
+        return (int(i) for b in visit for i in order[b * bs:(b + 1) * bs])
+
+
+def _length_grouped(lengths, batch_size: int, generator):
+    """``transformers.trainer_pt_utils.get_length_grouped_indices`` as a numpy array."""
+    n = len(lengths)
+    mult = min(n // (batch_size * 4), 50) or 1
+    perm = torch.randperm(n, generator=generator).numpy()
+    size = mult * batch_size
+    mega = [perm[i:i + size] for i in range(0, n, size)]
+    mega = [m[np.argsort(-lengths[m], kind="stable")] for m in mega]  # Python's sorted(reverse=True) is stable too
+    if not mega:
+        return perm
+    k = int(np.argmax([lengths[m[0]] for m in mega]))
+    mega[0][0], mega[k][0] = mega[k][0], mega[0][0]
+    return np.concatenate(mega)
 
 
 class FtkitTrainer(Trainer):
@@ -89,8 +107,11 @@ class FtkitTrainer(Trainer):
         # but average their loss themselves, which would make the loss (and gradient) N times too large.
         self.model_accepts_loss_kwargs = self.model_accepts_loss_kwargs and uses_num_items(self.model)
         ds = self.train_dataset
-        # the length column is dropped with the other non-model columns before the sampler is built
-        self._lengths = list(ds["length"]) if ds is not None and "length" in getattr(ds, "column_names", []) else None
+        # the length column is dropped with the other non-model columns before the sampler is built;
+        # a stream (datasets.IterableDataset) has neither lengths nor a sampler
+        self._lengths = None
+        if ds is not None and hasattr(ds, "__len__") and "length" in (getattr(ds, "column_names", None) or []):
+            self._lengths = ds.with_format("arrow")["length"].to_numpy()
 
     def _get_train_sampler(self, train_dataset=None):
         ds = train_dataset if train_dataset is not None else self.train_dataset
