@@ -128,3 +128,11 @@ def test_cli_finetune_and_validate_give_the_same_line(tmp_path):
         assert r.exit_code == 2
         lines.append([x for x in r.stderr.splitlines() if x.startswith("error:")])
     assert lines[0] == lines[1] and len(lines[0]) == 1 and "--set task_options.tag_shceme=iob1" in lines[0][0]
+
+
+def test_yaml_no_is_the_no_strategy(tmp_path):
+    """YAML 1.1 reads an unquoted `no` as false: `--set training.eval_strategy=no` and a recipe's
+    `eval_strategy: no` still mean the strategy "no"."""
+    assert resolve("ner", None, {}, ["training.eval_strategy=no"])[0].training.eval_strategy == "no"
+    p = write(tmp_path / "r.yaml", "task: ner\ntraining:\n  eval_strategy: no\n")
+    assert resolve(None, str(p), {}, [])[0].training.eval_strategy == "no"

@@ -19,6 +19,15 @@ def _args(model, train, out):
             "--set", "training.logging_steps=1", "--set", "training.save_total_limit=2"]
 
 
+def _signal_after(proc, log, marker: str, count: int, signum) -> str:
+    """Send ``signum`` once ``log`` holds ``count`` occurrences of ``marker``; the process's stderr."""
+    deadline = time.time() + 300
+    while (not log.exists() or log.read_text().count(marker) < count) and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signum)
+    return proc.communicate(timeout=300)[1]
+
+
 def test_kill_9_mid_epoch_then_resume_matches_uninterrupted(tiny_models, tmp_path):
     model = tiny_models("bert")
     train = tmp_path / "train.txt"
@@ -83,12 +92,7 @@ def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(tiny_models, tm
     args[args.index("--epochs") + 1] = "200"  # far longer than the test waits
     proc = subprocess.Popen(args, env=dict(os.environ, HF_HUB_OFFLINE="1"), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    log = out / "train_log.jsonl"
-    deadline = time.time() + 300
-    while (not log.exists() or log.read_text().count("\n") < 10) and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=300)
+    err = _signal_after(proc, out / "train_log.jsonl", "\n", 10, signal.SIGINT)
     assert proc.returncode == 130, err[-2000:]
     assert "--resume" in err and str(out) in err
     assert any((p / "ftkit-complete").exists() for p in (out / "checkpoints").glob("checkpoint-*"))
@@ -145,12 +149,7 @@ def test_sigterm_mid_epoch_then_the_same_command_matches_uninterrupted(tiny_mode
     out = tmp_path / "preempted"
     cmd = _args(model, train, out) + ["--auto-resume"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    log = out / "train_log.jsonl"
-    deadline = time.time() + 300
-    while (not log.exists() or log.read_text().count('"loss"') < 24) and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=300)
+    err = _signal_after(proc, out / "train_log.jsonl", '"loss"', 24, signal.SIGTERM)
     assert proc.returncode == 143, err[-2000:]
     assert "stopped by SIGTERM" in err and "same command again" in err
     saved = [p for p in (out / "checkpoints").glob("checkpoint-*") if (p / "ftkit-complete").exists()]

@@ -8,7 +8,6 @@ Each run is a tiny random checkpoint trained for one step, through the real CLI 
 import csv
 import json
 
-import pytest
 from conftest import write
 from typer.testing import CliRunner
 

@@ -12,8 +12,8 @@ libraries (torch, transformers, datasets) only inside the functions that need th
 
 from ftkit.version import __version__
 
-__all__ = ["__version__", "finetune", "evaluate", "predict", "export", "validate"]
-_API = {"finetune", "evaluate", "predict", "export", "validate", "RunResult", "EvalResult"}
+__all__ = ["__version__", "finetune", "evaluate", "predict", "export", "validate", "serve"]
+_API = {"finetune", "evaluate", "predict", "export", "validate", "serve", "RunResult", "EvalResult"}
 
 
 def __getattr__(name: str):

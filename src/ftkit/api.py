@@ -30,7 +30,7 @@ FINETUNE_FLAGS = {
     "learning_rate": "training.learning_rate", "gradient_accumulation": "training.gradient_accumulation",
     "precision": "training.precision", "device": "training.device", "seed": "training.seed",
     "early_stopping": "training.early_stopping_patience", "save_total_limit": "training.save_total_limit",
-    "auto_batch_size": "training.auto_batch_size",
+    "auto_batch_size": "training.auto_batch_size", "report_to": "training.report_to", "workers": "data.workers",
     "source_lang": "task_options.source_lang", "target_lang": "task_options.target_lang",
     "auto_resume": "training.auto_resume",
     "peft": "peft.method",
@@ -110,15 +110,19 @@ def finetune(
     validation_fraction: float | None = None,
     save_total_limit: int | None = None,
     auto_batch_size: bool | None = None,
+    workers: int | None = None,
     source_lang: str | None = None,
     target_lang: str | None = None,
     auto_resume: bool | None = None,
     peft: str | None = None,
+    report_to: str | Sequence[str] | None = None,
     overrides: Mapping[str, Any] | Sequence[str] = (),
     overwrite: bool = False,
     resume: bool = False,
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
+    processes: int | None = None,
+    accelerate_config: str | None = None,
     _style: str = "python",
 ) -> RunResult:
     """Fine-tune a model; returns the run's results (also in ``OUTPUT/run.json``).
@@ -132,9 +136,19 @@ def finetune(
     ``resume=True`` continues the run in ``output`` from its last complete checkpoint, with the
     recipe saved there. ``auto_resume=True`` makes the *same call* continue the run in ``output`` when it
     has a complete checkpoint and start fresh when it has none (for schedulers that requeue a job after
-    SIGTERM; the run exits with status 143 after saving a checkpoint on SIGTERM).
+    SIGTERM; the run exits with status 143 after saving a checkpoint on SIGTERM). ``report_to`` names
+    experiment trackers (``"tensorboard,mlflow"`` or a list). ``workers`` (``data.workers``) is how many
+    processes read large files and tokenize (default: the cores available).
+    ``processes=N`` trains on N local processes started through accelerate's launcher (CPU workers talk
+    over gloo, CUDA workers over NCCL; ``batch_size`` stays per process, so the global batch is N times it);
+    ``accelerate_config`` names a config of ``recipes/accelerate`` (``ddp``, ``fsdp``, ``deepspeed-zero2``...)
+    or an accelerate YAML file. Under ``torchrun``/``accelerate launch`` leave both out: every process
+    calls ``finetune`` and gets the same result.
     """
+    import os
+
     from ftkit.engine.finetune import finetune as run
+    from ftkit.engine.prepare import EXCHANGE_ENV
     from ftkit.engine.run_folder import RECIPE_FILE
     from ftkit.errors import FtkitError
     from ftkit.log import log
@@ -143,8 +157,10 @@ def finetune(
                  batch_size=batch_size, learning_rate=learning_rate, gradient_accumulation=gradient_accumulation,
                  precision=precision, device=device, seed=seed, early_stopping=early_stopping,
                  validation_fraction=validation_fraction, save_total_limit=save_total_limit,
-                 auto_batch_size=auto_batch_size, source_lang=source_lang, target_lang=target_lang,
-                 auto_resume=auto_resume, peft=peft)
+                 auto_batch_size=auto_batch_size, workers=workers, source_lang=source_lang, target_lang=target_lang,
+                 auto_resume=auto_resume, report_to=report_to, peft=peft)
+    if processes is not None and processes < 1:
+        raise FtkitError(f"{'--processes' if _style == 'cli' else 'processes='} must be at least 1, got {processes}")
     cfg = None
     if resume:
         if output is None:
@@ -155,18 +171,27 @@ def finetune(
             from ftkit.recipes import load_yaml
 
             cfg, source = validate(load_yaml(saved), str(saved)), str(saved)
-            log(f"resuming with the run's own recipe {saved}")
+            if not os.environ.get(EXCHANGE_ENV):  # a worker of --processes: its launcher said it
+                log(f"resuming with the run's own recipe {saved}")
         else:
             resume = False
     if cfg is None:
         cfg, source = resolve_config(task, recipe=recipe, overrides=overrides, _style=_style, **flags)
-        log(f"recipe: {source}")
+        if not os.environ.get(EXCHANGE_ENV):
+            log(f"recipe: {source}")
         if cfg.training.auto_resume and output is None:
             raise FtkitError("--auto-resume needs --output RUN_DIR (the folder the same command finds again)"
                              if _style == "cli" else "auto_resume=True needs output=")
     run_dir = Path(output) if output is not None else Path("runs") / f"{cfg.task}-{time.strftime('%Y%m%d-%H%M%S')}"
-    meta = run(cfg, run_dir, overwrite=overwrite, resume=resume, recipe_source=source, allow_pickle=allow_pickle,
-               trust_remote_code=trust_remote_code)
+    if (processes or 1) > 1 or accelerate_config is not None:
+        from ftkit.launch import launch
+
+        meta = launch(cfg, run_dir, processes=processes or 1, accelerate_config=accelerate_config,
+                      overwrite=overwrite, resume=resume, recipe_source=source, allow_pickle=allow_pickle,
+                      trust_remote_code=trust_remote_code)
+    else:
+        meta = run(cfg, run_dir, overwrite=overwrite, resume=resume, recipe_source=source,
+                   allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
     m = meta["metrics"]
     return RunResult(run_dir=run_dir, task=meta["task"], model=meta["base_model"], labels=list(meta["labels"]),
                      metrics={k: v for k, v in m.items() if isinstance(v, dict)}, train_loss=m["train_loss"],
@@ -214,9 +239,26 @@ def export(run: str | Path, output: str | Path | None = None, *, overwrite: bool
                       quantize=quantize, adapter_only=adapter_only, push_to_hub=push_to_hub, private=private)
 
 
+def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
+          max_batch_size: int = 32, max_wait_ms: float = 5.0, max_body_bytes: int = 1_048_576, max_inputs: int = 256,
+          max_input_chars: int = 20_000, max_queue: int = 4096, api_key: str | None = None, access_log: bool = True,
+          allow_pickle: bool = False) -> None:
+    """Serve ``model`` (a run folder or an export) over HTTP until SIGINT/SIGTERM: what ``ftkit serve`` runs.
+
+    ``POST /predict`` answers with what :func:`predict` returns, concurrent requests batched together
+    (``max_batch_size`` inputs per model call, a request waiting at most ``max_wait_ms`` for others).
+    """
+    from ftkit.serving import ServeOptions, run_server
+
+    run_server(model, ServeOptions(host=host, port=port, device=device, max_batch_size=max_batch_size,
+                                   max_wait_ms=max_wait_ms, max_body_bytes=max_body_bytes, max_inputs=max_inputs,
+                                   max_input_chars=max_input_chars, max_queue=max_queue, api_key=api_key,
+                                   access_log=access_log, allow_pickle=allow_pickle))
+
+
 def validate(task: str | None = None, *, recipe: str | None = None, train: str | None = None,
              validation: str | None = None, test: str | None = None, model: str | None = None,
-             source_lang: str | None = None, target_lang: str | None = None,
+             source_lang: str | None = None, target_lang: str | None = None, workers: int | None = None,
              overrides: Mapping[str, Any] | Sequence[str] = (), _style: str = "python"):
     """Check data with the task's readers without training: a report with ``errors``, ``warnings``,
     ``summary`` and ``exit_code(strict)``."""
@@ -224,5 +266,6 @@ def validate(task: str | None = None, *, recipe: str | None = None, train: str |
 
     # explicit files are validated alone (the task's general defaults), not mixed with the demo's sample
     cfg, _ = resolve_config(task, recipe=recipe, overrides=overrides, _style=_style, train=train,
-                            validation=validation, test=test, source_lang=source_lang, target_lang=target_lang)
+                            validation=validation, test=test, source_lang=source_lang, target_lang=target_lang,
+                            workers=workers)
     return validate_data(cfg, model)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import inspect
 import json
 import os
 import sys
@@ -42,6 +43,8 @@ DebugOpt = typer.Option(False, "--debug", help="Show full tracebacks and library
 SourceLangOpt = typer.Option(None, "--source-lang", help="Translation: source language code (reads PREFIX.<code>).")
 TargetLangOpt = typer.Option(None, "--target-lang", help="Translation: target language code (reads PREFIX.<code>).")
 PickleOpt = typer.Option(False, "--allow-pickle", help="Load pickle (.bin/.pt) weights: only for checkpoints you trust.")
+WorkersOpt = typer.Option(None, "--workers", min=1,
+                          help="Processes that read large files and tokenize (data.workers) [default: the cores available].")
 
 
 def _handled(fn: Callable) -> Callable:
@@ -58,7 +61,7 @@ def _handled(fn: Callable) -> Callable:
         except FtkitError as e:
             if debug:
                 raise
-            typer.echo(f"error: {e.one_line()}", err=True)
+            typer.echo(f"error: {_rank_prefix()}{e.one_line()}", err=True)
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
@@ -77,11 +80,18 @@ def _handled(fn: Callable) -> Callable:
                            err=True)
                 raise typer.Exit(2) from None
             msg = " ".join(str(e).split())[:300]
-            typer.echo(f"error: internal error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)",
+            typer.echo(f"error: {_rank_prefix()}internal error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)",
                        err=True)
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _rank_prefix() -> str:
+    """``[rank 1] `` on the other processes of a distributed run (an error only one of them met)."""
+    from ftkit.log import is_main_process
+
+    return "" if is_main_process() else f"[rank {os.environ.get('RANK')}] "
 
 
 def _quiet_libraries(debug: bool) -> None:
@@ -118,10 +128,13 @@ def finetune(
     save_total_limit: Optional[int] = typer.Option(None, "--save-total-limit", help="Keep at most N checkpoints."),
     auto_batch_size: Optional[bool] = typer.Option(None, "--auto-batch-size/--no-auto-batch-size",
                                                    help="Halve the batch size on out-of-memory until it fits."),
+    workers: Optional[int] = WorkersOpt,
     source_lang: Optional[str] = SourceLangOpt,
     target_lang: Optional[str] = TargetLangOpt,
     peft: Optional[str] = typer.Option(None, "--peft", help="lora: train LoRA adapters (set peft.r, peft.alpha, "
                                        "peft.dropout, peft.target_modules with --set); none: every weight."),
+    report_to: Optional[str] = typer.Option(None, "--report-to", help="Experiment trackers, comma-separated: "
+                                            "tensorboard,mlflow,wandb,trackio (default: none)."),
     allow_pickle: bool = PickleOpt,
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code",
                                            help="Run Python code shipped with a checkpoint (auto_map)."),
@@ -132,6 +145,12 @@ def finetune(
         None, "--auto-resume/--no-auto-resume",
         help="Running the same command again continues the run in --output from its last complete checkpoint "
              "(fresh when there is none); SIGTERM saves a checkpoint and exits 143. For requeued jobs."),
+    processes: Optional[int] = typer.Option(
+        None, "--processes", help="Train on N local processes started by accelerate (CPU: gloo, CUDA: NCCL); "
+                                  "--batch-size stays per process."),
+    accelerate_config: Optional[str] = typer.Option(
+        None, "--accelerate-config", help="Built-in accelerate config (ddp, fsdp, deepspeed-zero2, deepspeed-zero3, "
+                                          "deepspeed-zero3-offload; see `ftkit recipes`) or an accelerate YAML file."),
     debug: bool = DebugOpt,
 ) -> None:
     """Fine-tune a model; `ftkit finetune --task ner` (or any task) alone runs a bundled demo."""
@@ -142,10 +161,15 @@ def finetune(
         epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
         gradient_accumulation=gradient_accumulation, precision=precision, device=device, seed=seed,
         early_stopping=early_stopping, validation_fraction=validation_fraction, save_total_limit=save_total_limit,
-        auto_batch_size=auto_batch_size, source_lang=source_lang, target_lang=target_lang, auto_resume=auto_resume,
-        peft=peft, overrides=set_, overwrite=overwrite, resume=resume,
-        allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, _style="cli",
+        auto_batch_size=auto_batch_size, workers=workers, source_lang=source_lang, target_lang=target_lang,
+        auto_resume=auto_resume, report_to=report_to, peft=peft, overrides=set_, overwrite=overwrite, resume=resume,
+        allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, processes=processes,
+        accelerate_config=accelerate_config, _style="cli",
     )
+    from ftkit.log import is_main_process
+
+    if not is_main_process() or os.environ.get("FTKIT_LAUNCHER") == "ftkit":
+        return  # one set of results: from the main process, or from the --processes launcher that started it
     typer.echo(f"run folder: {run.run_dir}", err=True)
     for split, scores in run.metrics.items():
         typer.echo(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items() if isinstance(v, float)))
@@ -251,6 +275,35 @@ def predict(
 
 @app.command()
 @_handled
+def serve(
+    model: str = typer.Argument(..., help="A run folder or an exported folder."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (anything but loopback exposes the "
+                             "model to the network: see the README)."),
+    port: int = typer.Option(8000, "--port", help="TCP port; 0 picks a free one."),
+    device: str = typer.Option("auto", "--device"),
+    max_batch_size: int = typer.Option(32, "--max-batch-size", help="Inputs per model call (dynamic batching)."),
+    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="How long a request waits for others to batch with."),
+    max_body_bytes: int = typer.Option(1_048_576, "--max-body-bytes", help="Larger request bodies get 413."),
+    max_inputs: int = typer.Option(256, "--max-inputs", help="Inputs per request; more get 413."),
+    max_input_chars: int = typer.Option(20_000, "--max-input-chars", help="Characters per input; more get 413."),
+    max_queue: int = typer.Option(4096, "--max-queue", help="Inputs waiting for the model; past it new requests get 503."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="FTKIT_API_KEY",
+                                          help="Require this key (Authorization: Bearer KEY or X-API-Key) on every "
+                                          "request; better given as FTKIT_API_KEY than on the command line."),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="One log line per request."),
+    allow_pickle: bool = PickleOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Serve a model over HTTP: POST /predict (batched), GET /health, /info, /docs, and / to try it by hand."""
+    from ftkit.api import serve as api_serve
+
+    api_serve(model, host=host, port=port, device=device, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+              max_body_bytes=max_body_bytes, max_inputs=max_inputs, max_input_chars=max_input_chars,
+              max_queue=max_queue, api_key=api_key, access_log=access_log, allow_pickle=allow_pickle)
+
+
+@app.command()
+@_handled
 def validate(
     task: Optional[str] = typer.Option(None, "--task", "-t", help=TASKS),
     recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Built-in recipe name or a YAML file."),
@@ -258,6 +311,7 @@ def validate(
     validation: Optional[str] = typer.Option(None, "--validation"),
     test: Optional[str] = typer.Option(None, "--test"),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Also count inputs longer than its window."),
+    workers: Optional[int] = WorkersOpt,
     source_lang: Optional[str] = SourceLangOpt,
     target_lang: Optional[str] = TargetLangOpt,
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when there are warnings."),
@@ -268,7 +322,8 @@ def validate(
     from ftkit.api import validate as api_validate
 
     report = api_validate(task, recipe=recipe, train=train, validation=validation, test=test, model=model,
-                          source_lang=source_lang, target_lang=target_lang, overrides=set_, _style="cli")
+                          source_lang=source_lang, target_lang=target_lang, workers=workers, overrides=set_,
+                          _style="cli")
     for name, summary in report.summary.items():
         typer.echo(f"{name}: {json.dumps(summary)}")
     for line in report.errors:
@@ -281,14 +336,94 @@ def validate(
     raise typer.Exit(code)
 
 
+def _sweep(**kw) -> None:
+    """Search hyper-parameters (optuna: TPE, median pruning) over the recipe keys in --space; every
+    finetune flag sets the base recipe. Resumable (--resume); writes SWEEP/best.yaml."""
+    from ftkit.sweep import sweep as run_sweep
+
+    kw.pop("debug", None)
+    result = run_sweep(overrides=kw.pop("set_"), _style="cli", **kw)
+    typer.echo(f"sweep folder: {result.sweep_dir}", err=True)
+    typer.echo(f"best: {result.meta['best_folder']}  validation {result.metric} {result.best_value:.4f}"
+               + (f"  test {result.metric} {result.test[result.metric]:.4f}"
+                  if result.test and isinstance(result.test.get(result.metric), float) else ""))
+    typer.echo(f"recipe: {result.sweep_dir / 'best.yaml'}", err=True)
+
+
+def _sweep_signature() -> inspect.Signature:
+    """Every finetune flag (so a new one reaches the sweep by itself), then the sweep's own options."""
+    own = {
+        "space": (Optional[Path], typer.Option(None, "--space", help="YAML: recipe keys -> {float|int: [low, high], "
+                                               "log: bool} or {choice: [...]} [default with --resume: the sweep's]")),
+        "trials": (Optional[int], typer.Option(None, "--trials", help="Trials to finish (completed or pruned) "
+                                               "[default with --resume: the sweep's]")),
+        "output": (Path, typer.Option(..., "--output", "-o", help="Sweep folder.")),
+        "resume": (bool, typer.Option(False, "--resume", help="Continue the sweep in --output: finished trials are "
+                                      "kept, an interrupted one runs again.")),
+        "sampler": (str, typer.Option("tpe", "--sampler", help="tpe|random")),
+        "pruner": (str, typer.Option("median", "--pruner", help="median|none: stop trials whose validation metric "
+                                     "is below the median of finished trials at the same step.")),
+        "startup_trials": (Optional[int], typer.Option(None, "--startup-trials", help="Trials sampled at random and "
+                                                       "never pruned [default: a quarter of --trials, at least 2].")),
+    }
+    params = [p for name, p in inspect.signature(finetune, eval_str=True).parameters.items()
+              if name not in ("output", "overwrite", "resume", "debug", "processes", "accelerate_config")]
+    # (a sweep's trials run in its own process: --processes is finetune's)
+    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=ann)
+               for name, (ann, default) in own.items()]
+    params.append(inspect.Parameter("debug", inspect.Parameter.KEYWORD_ONLY, default=DebugOpt, annotation=bool))
+    return inspect.Signature([p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params])
+
+
+_sweep.__signature__ = _sweep_signature()
+app.command("sweep")(_handled(_sweep))
+
+
+@app.command()
+@_handled
+def compare(
+    runs: List[Path] = typer.Argument(..., help="Run folders and sweep folders."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    debug: bool = DebugOpt,
+) -> None:
+    """One row per run (every trial of a sweep): task, model, the hyper-parameters that differ,
+    validation and test metrics, train time, steps, trainable parameters."""
+    from ftkit.compare import compare as api_compare
+
+    table = api_compare(runs)
+    typer.echo(json.dumps(table.to_json(), indent=2) if as_json else table.text())
+
+
+@app.command()
+@_handled
+def report(
+    runs: List[Path] = typer.Argument(..., help="Run folders and sweep folders."),
+    output: Path = typer.Option(..., "--output", "-o", help="The HTML file to write."),
+    debug: bool = DebugOpt,
+) -> None:
+    """One self-contained HTML page: comparison, learning curves, per-label scores, confusion matrix,
+    error analysis, and for a sweep each trial's score against each searched hyper-parameter."""
+    from ftkit.report import write_report
+
+    path = write_report(runs, output)
+    typer.echo(f"report: {path}", err=True)
+
+
 @app.command()
 @_handled
 def recipes(debug: bool = DebugOpt) -> None:
     """List the built-in recipes."""
+    from ftkit.launch import ACCELERATE_DIR, accelerate_configs
     from ftkit.recipes import builtin_recipes, describe
 
     for name, path in builtin_recipes().items():
         typer.echo(f"{name:<28}{describe(path)}")
+    configs = accelerate_configs()
+    if configs:
+        typer.echo(f"\naccelerate configs (--accelerate-config NAME, or accelerate launch --config_file "
+                   f"recipes/{ACCELERATE_DIR}/NAME.yaml):")
+        for name, path in configs.items():
+            typer.echo(f"{name:<28}{describe(path)}")
 
 
 def main(argv: list[str] | None = None) -> None:

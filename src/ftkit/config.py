@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ftkit.errors import FtkitError, from_validation_error
 from ftkit.recipes import load_recipe
@@ -29,6 +29,11 @@ class DataConfig(_Strict):
         None, gt=0, lt=1, description="carve a seeded validation split of this size from train"
     )
     max_train_examples: int | None = Field(None, gt=0, description="use only the first N training examples")
+    workers: int | None = Field(None, ge=1, description="processes that read large files and tokenize "
+                                "(--workers); default: the cores available")
+    streaming: bool = Field(False, description="read the training split lazily as a datasets.IterableDataset "
+                            "(datasets folders, hub names, any file) and tokenize it while training; needs "
+                            "training.max_steps")
 
 
 class TrainingConfig(_Strict):
@@ -46,6 +51,11 @@ class TrainingConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 42
     eval_strategy: Literal["epoch", "steps", "no"] = "epoch"
+
+    @field_validator("eval_strategy", mode="before")
+    @classmethod
+    def _yaml_no(cls, v):
+        return "no" if v is False else v  # YAML 1.1 reads an unquoted `no` (recipe or --set) as false
     eval_steps: int | None = Field(None, gt=0)
     logging_steps: int = Field(25, gt=0)
     early_stopping_patience: int | None = Field(None, gt=0)
@@ -57,6 +67,21 @@ class TrainingConfig(_Strict):
     auto_resume: bool = Field(False, description="re-running the same command continues the run in the output "
                               "folder from its last complete checkpoint (fresh when there is none): for "
                               "schedulers that requeue a preempted job")
+    report_to: list[Literal["tensorboard", "mlflow", "wandb", "trackio"]] = Field(
+        default_factory=list, description="experiment trackers the Trainer logs to (tensorboard writes "
+        "RUN/tensorboard/, mlflow a store under RUN/mlflow/ unless MLFLOW_TRACKING_URI is set); none by default")
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _tracker_list(cls, v: Any) -> Any:
+        """``"tensorboard,mlflow"`` (the CLI flag) or a list; ``none`` alone means no tracker."""
+        if v is None:
+            return []
+        items = v.split(",") if isinstance(v, str) else v
+        if not isinstance(items, (list, tuple)):
+            return v
+        names = [x.strip() if isinstance(x, str) else x for x in items]
+        return list(dict.fromkeys(x for x in names if x not in ("", "none")))
 
 
 class PeftConfig(_Strict):
@@ -158,6 +183,17 @@ def dump_yaml(cfg: RunConfig) -> str:
     import yaml
 
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def flat_keys(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A recipe mapping by dotted key: ``{"training": {"epochs": 1}}`` -> ``{"training.epochs": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict) and value:
+            out.update(flat_keys(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def parse_value(text: str) -> Any:

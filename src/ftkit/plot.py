@@ -47,16 +47,26 @@ def plot_training(log_path: Path, out: Path, metric: str = "f1") -> bool:
 
 
 def plot_confusion(metrics: dict, out: Path, title: str = "") -> bool:
-    """Draw ``metrics["confusion_matrix"]`` (rows: true, columns: predicted) as a PNG; counts in the cells,
-    colour by the row-normalised rate so rare classes stay readable. Returns False when there is no
-    single-label matrix to draw (NER, QA, translation, multi-label)."""
+    """Draw ``metrics["confusion_matrix"]`` as a PNG (see :func:`confusion_figure`). Returns False when
+    there is no single-label matrix to draw (NER, QA, translation, multi-label)."""
+    fig = confusion_figure(metrics, title)
+    if fig is None:
+        return False
+    _save(fig, out)
+    return True
+
+
+def confusion_figure(metrics: dict, title: str = ""):
+    """``metrics["confusion_matrix"]`` (rows: true, columns: predicted) as a matplotlib figure, or None when
+    there is no single-label matrix; counts in the cells, colour by the row-normalised rate so rare
+    classes stay readable."""
     cm = metrics.get("confusion_matrix")
     if not isinstance(cm, dict) or "matrix" not in cm:
-        return False
+        return None
     labels, matrix = list(cm["labels"]), cm["matrix"]
     n = len(labels)
     if n == 0 or len(matrix) != n or any(len(row) != n for row in matrix):
-        return False
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,5 +87,5 @@ def plot_confusion(metrics: dict, out: Path, title: str = "") -> bool:
                 ax.text(j, i, str(matrix[i][j]), ha="center", va="center", fontsize=7 if n > 10 else 10,
                         color="white" if rates[i][j] > 0.5 else "black")
     ax.set_title(title or "confusion matrix")
-    _save(fig, out)
-    return True
+    fig.tight_layout()
+    return fig

@@ -113,9 +113,10 @@ def build_model(info, tokenizer, gen: Generation, forced_bos_token_id: int | Non
 
 def encode(examples, tokenizer, family: str, max_length: int, gen: Generation, prefix: str = ""):
     """Features of ``source`` (and, when present, ``target``) columns: ``(features, truncated)`` where
-    ``truncated`` counts the sources and targets cut to fit."""
+    ``truncated`` counts the sources and targets cut to fit (0 for a stream, encoded as it is read)."""
+    from ftkit.data.parallel import column_sum, map_examples
+
     has_target = "target" in examples.column_names
-    truncated = {"source": 0, "target": 0}
 
     if family == "gpt":
         eos = tokenizer.eos_token_id
@@ -126,7 +127,7 @@ def encode(examples, tokenizer, family: str, max_length: int, gen: Generation, p
 
         def encode_batch(batch, indices):
             out: dict[str, list] = {k: [] for k in ("input_ids", "attention_mask", "prompt_ids", "example_id",
-                                                    "length")}
+                                                    "length", "cut_source", "cut_target")}
             if has_target:
                 out["labels"] = []
             prompts = tokenizer([prefix + s + gen.separator for s in batch["source"]],
@@ -134,8 +135,9 @@ def encode(examples, tokenizer, family: str, max_length: int, gen: Generation, p
             targets = (tokenizer(batch["target"], add_special_tokens=False)["input_ids"]
                        if has_target else [None] * len(prompts))
             for i, (p, t) in enumerate(zip(prompts, targets)):
+                out["cut_source"].append(int(len(bos) + len(p) > prompt_budget))
+                out["cut_target"].append(0)
                 if len(bos) + len(p) > prompt_budget:
-                    truncated["source"] += 1
                     src_ids = tokenizer(prefix + batch["source"][i], add_special_tokens=False)["input_ids"]
                     p = src_ids[:prompt_budget - len(sep_ids) - len(bos)] + sep_ids
                 p = bos + list(p)
@@ -144,7 +146,7 @@ def encode(examples, tokenizer, family: str, max_length: int, gen: Generation, p
                     room = min(max_length - len(p), gen.max_target_length)
                     t = list(t) + [eos]
                     if len(t) > room:
-                        truncated["target"] += 1
+                        out["cut_target"][-1] = 1
                         t = t[:room]
                     ids = ids + t
                     out["labels"].append([-100] * len(p) + t)
@@ -161,27 +163,27 @@ def encode(examples, tokenizer, family: str, max_length: int, gen: Generation, p
         def encode_batch(batch, indices):
             sources = [prefix + s for s in batch["source"]]
             full = tokenizer(sources, return_token_type_ids=False)["input_ids"]
-            truncated["source"] += sum(len(x) > max_length for x in full)
             enc = tokenizer(sources, truncation=True, max_length=max_length, return_token_type_ids=False)
             out = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                   "example_id": list(indices), "length": [len(x) for x in enc["input_ids"]]}
+                   "example_id": list(indices), "length": [len(x) for x in enc["input_ids"]],
+                   "cut_source": [int(len(x) > max_length) for x in full], "cut_target": [0] * len(full)}
             if has_target:
                 if bert2bert:
                     # the decoder starts from [CLS] (decoder_start_token_id): labels are text + [SEP]
                     ids = tokenizer(batch["target"], add_special_tokens=False)["input_ids"]
                     lab = [x[:gen.max_target_length - 1] + [end] for x in ids]
-                    truncated["target"] += sum(len(x) > gen.max_target_length - 1 for x in ids)
+                    out["cut_target"] = [int(len(x) > gen.max_target_length - 1) for x in ids]
                 else:
                     ids = tokenizer(text_target=batch["target"])["input_ids"]
-                    truncated["target"] += sum(len(x) > gen.max_target_length for x in ids)
+                    out["cut_target"] = [int(len(x) > gen.max_target_length) for x in ids]
                     lab = tokenizer(text_target=batch["target"], truncation=True,
                                     max_length=gen.max_target_length)["input_ids"]
                 out["labels"] = lab
             return out
 
-    features = examples.map(encode_batch, batched=True, with_indices=True, remove_columns=examples.column_names,
-                            desc="Tokenizing")
-    return features, truncated
+    # worker processes keep no shared counter: the cuts are columns, added up after the map
+    features = map_examples(examples, encode_batch, remove_columns=examples.column_names)
+    return features, {"source": column_sum(features, "cut_source"), "target": column_sum(features, "cut_target")}
 
 
 def generate(model, tokenizer, features, gen: Generation, batch_size: int) -> list[str]:

@@ -7,7 +7,6 @@ reported as ``file:line: message`` lines.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +27,7 @@ class Report:
 
 
 def validate_data(cfg: RunConfig, model: str | None = None) -> Report:
+    from ftkit.engine.splits import load_split
     from ftkit.tasks import make_task
 
     task = make_task(cfg.task, cfg.task_options)
@@ -41,7 +41,7 @@ def validate_data(cfg: RunConfig, model: str | None = None) -> Report:
         if not path:
             continue
         try:
-            splits[name] = task.read(path, name, d.format, d.encoding)
+            splits[name] = load_split(task, path, name, cfg)
         except FtkitError as e:
             report.errors.append(e.one_line())
             continue
@@ -65,7 +65,11 @@ def validate_data(cfg: RunConfig, model: str | None = None) -> Report:
 
 
 def _check_lengths(task, cfg: RunConfig, model: str, splits, labels, report: Report) -> None:
+    import numpy as np
+
+    from ftkit.engine.feature_cache import encode_cached
     from ftkit.engine.models import resolve_facts
+    from ftkit.engine.splits import workers_of
     from ftkit.families import load_config, load_tokenizer
 
     info = load_config(model)
@@ -73,9 +77,9 @@ def _check_lengths(task, cfg: RunConfig, model: str, splits, labels, report: Rep
     task, facts = resolve_facts(task, splits["train"], labels, info, tokenizer, cfg.training.max_length)
     max_length = facts.max_length
     for name, ds in splits.items():
-        features = task.encode(ds, tokenizer, facts, train=False)
-        windows = Counter(features["example_id"])
-        long = sum(1 for n in windows.values() if n > 1)
+        features = encode_cached(task, facts, ds, tokenizer, train=False, workers=workers_of(cfg))
+        windows = np.bincount(features.with_format("arrow")["example_id"].to_numpy())
+        long = int((windows > 1).sum())
         report.summary[name]["longer_than_window"] = long
         if long:
             report.warnings.append(

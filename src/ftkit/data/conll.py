@@ -3,15 +3,17 @@
 - two or more whitespace-separated columns (spaces or tabs), the tag in the last
   column unless ``tag_column`` says otherwise;
 - blank lines end sentences, ``-DOCSTART-`` lines are document markers;
-- CRLF line endings and a UTF-8 BOM are accepted.
+- CRLF line endings and a UTF-8 BOM are accepted;
+- read one sentence at a time (:func:`iter_conll`), whole or one part of a large file.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Iterator
 
-from ftkit.data.records import read_text
+from ftkit.data.lines import WHOLE, Part, iter_lines
 from ftkit.errors import FtkitError
 
 TAG_RE = re.compile(r"^(?:O|[BIES]-\S+)$")
@@ -25,26 +27,23 @@ class Sentence:
 
 
 def read_conll(path: str, tag_column: int = -1, encoding: str = "utf-8") -> list[Sentence]:
-    text = read_text(path, encoding)
-    sentences: list[Sentence] = []
+    return list(iter_conll(path, tag_column, encoding))
+
+
+def iter_conll(path: str, tag_column: int = -1, encoding: str = "utf-8", part: Part = WHOLE) -> Iterator[Sentence]:
+    """The sentences of a CoNLL file (or of one part of it), one at a time."""
     tokens: list[str] = []
     tags: list[str] = []
     start = 0
     ncols = None
-
-    def flush() -> None:
-        nonlocal tokens, tags
-        if tokens:
-            sentences.append(Sentence(tokens, tags, start))
-        tokens, tags = [], []
-
-    for lineno, line in enumerate(text.splitlines(), 1):
+    found = False
+    for lineno, line in iter_lines(path, encoding, part, breaks="unicode"):
         cols = line.split()
-        if not cols:
-            flush()
-            continue
-        if cols[0] == "-DOCSTART-":
-            flush()
+        if not cols or cols[0] == "-DOCSTART-":
+            if tokens:
+                found = True
+                yield Sentence(tokens, tags, start)
+            tokens, tags = [], []
             continue
         if len(cols) < 2:
             raise FtkitError(
@@ -67,10 +66,11 @@ def read_conll(path: str, tag_column: int = -1, encoding: str = "utf-8") -> list
             start = lineno
         tokens.append(cols[0])
         tags.append(tag)
-    flush()
-    if not sentences:
+    if tokens:
+        found = True
+        yield Sentence(tokens, tags, start)
+    if not found and part.whole:
         raise FtkitError("no sentences found (empty file or only -DOCSTART- lines)", file=path)
-    return sentences
 
 
 def detect_scheme(tag_seqs) -> str:

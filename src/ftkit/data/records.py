@@ -7,13 +7,13 @@ Parquet, ``datasets`` ``save_to_disk`` folders, and hub datasets (online only).
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from ftkit.data.lines import WHOLE, Part, iter_lines, peek_text, read_text  # noqa: F401 (read_text is re-exported)
 from ftkit.errors import FtkitError
 from ftkit.recipes import resolve_packaged
 
@@ -60,38 +60,11 @@ def detect_format(path: str, declared: str = "auto", default_text: str = "conll"
     return "hub"
 
 
-def read_text(path: str | Path, encoding: str = "utf-8") -> str:
-    """Read a text file; undecodable bytes are reported with their line number."""
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise FtkitError("file not found", file=p) from None
-    except IsADirectoryError:
-        raise FtkitError("expected a file, got a folder", file=p) from None
-    except OSError as e:
-        raise FtkitError(f"cannot read: {e.strerror}", file=p) from None
-    if raw.startswith(b"\xef\xbb\xbf") and encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
-        raw = raw[3:]
-    try:
-        return raw.decode(encoding)
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise FtkitError(
-            f"bytes {raw[e.start:e.start + 4]!r} are not valid {encoding}",
-            file=p, line=line, hint="pass --set data.encoding=latin-1 (or the file's encoding)",
-        ) from None
-    except LookupError:
-        raise FtkitError(f"unknown encoding '{encoding}'") from None
-
-
-def _iter_jsonl(path: str, encoding: str) -> Iterator[Record]:
-    text = read_text(path, encoding)
-    stripped = text.lstrip()
-    if stripped.startswith("["):
+def _iter_jsonl(path: str, encoding: str, part: Part = WHOLE) -> Iterator[Record]:
+    if part.start == 0 and peek_text(path, encoding).lstrip().startswith("["):
         raise FtkitError("expected JSON Lines (one object per line), got a JSON array", file=path, line=1)
     index = 0
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in iter_lines(path, encoding, part, breaks="unicode"):
         if not line.strip():
             continue
         try:
@@ -105,8 +78,8 @@ def _iter_jsonl(path: str, encoding: str) -> Iterator[Record]:
 
 
 def _iter_csv(path: str, encoding: str, delimiter: str) -> Iterator[Record]:
-    text = read_text(path, encoding)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    # a quoted field may hold line breaks: a CSV file is read in one part
+    reader = csv.reader((line for _, line in iter_lines(path, encoding, breaks="csv")), delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration:
@@ -135,7 +108,7 @@ def _iter_dataset(ds, source: str) -> Iterator[Record]:
 
     # Integer class labels (e.g. HF conll2003 ner_tags) are turned back into their names.
     converters = {}
-    for name, feat in ds.features.items():
+    for name, feat in (ds.features or {}).items():
         if isinstance(feat, ClassLabel):
             converters[name] = feat.int2str
         elif isinstance(feat, Sequence) and isinstance(feat.feature, ClassLabel):
@@ -162,7 +135,7 @@ def _load_disk(path: str, split: str):
     return ds
 
 
-def _load_hub(name: str, split: str):
+def _load_hub(name: str, split: str, streaming: bool = False):
     if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
         raise FtkitError(
             "not a local file or folder, and the Hugging Face hub is offline (HF_HUB_OFFLINE=1)", file=name
@@ -171,16 +144,20 @@ def _load_hub(name: str, split: str):
 
     repo, _, hub_split = name.partition(":")
     try:
-        return load_dataset(repo, split=hub_split or split)
+        return load_dataset(repo, split=hub_split or split, streaming=streaming)
     except Exception as e:
         raise FtkitError(f"cannot load hub dataset: {str(e).splitlines()[0][:200]}", file=name) from None
 
 
-def iter_records(path: str, fmt: str, split: str, encoding: str = "utf-8") -> Iterator[Record]:
-    """Records of a JSONL/CSV/TSV/Parquet file, a datasets folder or a hub dataset."""
+def iter_records(path: str, fmt: str, split: str, encoding: str = "utf-8", part: Part = WHOLE) -> Iterator[Record]:
+    """Records of a JSONL/CSV/TSV/Parquet file, a datasets folder or a hub dataset, one at a time.
+
+    ``part`` (from :func:`ftkit.data.lines.plan_parts`) limits a JSONL file to a byte range; other
+    formats are read whole, and hub datasets are streamed when ``part.streaming``.
+    """
     path = resolve_packaged(path)
     if fmt == "jsonl":
-        yield from _iter_jsonl(path, encoding)
+        yield from _iter_jsonl(path, encoding, part)
     elif fmt in ("csv", "tsv"):
         yield from _iter_csv(path, encoding, "," if fmt == "csv" else "\t")
     elif fmt == "parquet":
@@ -196,6 +173,6 @@ def iter_records(path: str, fmt: str, split: str, encoding: str = "utf-8") -> It
     elif fmt == "disk":
         yield from _iter_dataset(_load_disk(path, split), path)
     elif fmt == "hub":
-        yield from _iter_dataset(_load_hub(path, split), path)
+        yield from _iter_dataset(_load_hub(path, split, part.streaming), path)
     else:
         raise FtkitError(f"format '{fmt}' is not supported here", file=path)

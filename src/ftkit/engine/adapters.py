@@ -51,14 +51,16 @@ def is_peft_model(model) -> bool:
     return isinstance(model, PeftModel)
 
 
-def merge_adapter(model, model_dir: Path):
-    """Save the adapter (plus the fully trained modules) as peft saves it in ``model_dir/adapter``, then
-    merge it into the base weights: ``(plain transformers model, what ftkit.json records about it)``."""
+def merge_adapter(model, model_dir: Path, save: bool = True):
+    """Save the adapter (plus the fully trained modules) as peft saves it in ``model_dir/adapter`` (when
+    ``save``: the main process of a distributed run), then merge it into the base weights:
+    ``(plain transformers model, what ftkit.json records about it)``."""
     adapter_dir = Path(model_dir) / ADAPTER_SUBDIR
-    # the rows of added tokens are in the adapter (trainable tokens); the rest of a resized embedding
-    # matrix is the base model's, so it is not saved again
-    model.save_pretrained(str(adapter_dir), save_embedding_layers=False)
-    (adapter_dir / "README.md").unlink(missing_ok=True)  # peft's empty template; exports write their own card
+    if save:
+        # the rows of added tokens are in the adapter (trainable tokens); the rest of a resized embedding
+        # matrix is the base model's, so it is not saved again
+        model.save_pretrained(str(adapter_dir), save_embedding_layers=False)
+        (adapter_dir / "README.md").unlink(missing_ok=True)  # peft's empty template; exports write their own card
     c = model.peft_config[model.active_adapter]
     summary = {
         "method": "lora", "r": c.r, "alpha": c.lora_alpha, "dropout": c.lora_dropout,

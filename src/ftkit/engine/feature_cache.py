@@ -1,8 +1,11 @@
-"""The feature cache: ``task.encode`` once per (data, tokenizer, task options, facts, code).
+"""The feature cache: ``task.encode`` once per (data, tokenizer, task options, facts, code), in parallel.
 
-Entries live under ``$FTKIT_CACHE_DIR/features`` (default ``~/.cache/ftkit``), one ``datasets``
-folder each, written to a temporary folder and renamed, so a crash never leaves an entry that a
-later run would trust. ``FTKIT_NO_CACHE=1`` turns the cache off.
+Entries live under ``$FTKIT_CACHE_DIR/features`` (default ``~/.cache/ftkit``), one folder each. The
+task's ``encode`` runs its ``datasets.map`` (``ftkit.data.parallel.map_examples``) in ``workers``
+processes, writing straight into a temporary folder that is renamed into place once the features are
+complete, so a crash never leaves an entry that a later run would trust; a later run on the same data,
+tokenizer and options memory-maps the entry instead of encoding again. ``FTKIT_NO_CACHE=1`` turns the
+cache off.
 """
 
 from __future__ import annotations
@@ -12,19 +15,16 @@ import inspect
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from ftkit.data.parallel import planned
+from ftkit.data.stream import cache_dir, cache_enabled as enabled, new_temp, scratch_dir
 from ftkit.tasks.base import Facts
 from ftkit.version import __version__
 
+MANIFEST = "manifest.json"
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("FTKIT_CACHE_DIR") or Path.home() / ".cache" / "ftkit")
-
-
-def enabled() -> bool:
-    return os.environ.get("FTKIT_NO_CACHE") != "1"
+__all__ = ["cache_dir", "enabled", "encode_cached", "cache_key"]
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -54,25 +54,64 @@ def cache_key(task, facts: Facts, examples, tokenizer, train: bool) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
-def encode_cached(task, facts: Facts, examples, tokenizer, train: bool):
-    """``task.encode(examples, tokenizer, facts, train)``, from the cache when the same encoding was done."""
-    from datasets import load_from_disk
+def _load(folder: Path, fingerprint: str):
+    from datasets import Dataset, concatenate_datasets, load_from_disk
 
-    path = cache_dir() / "features" / cache_key(task, facts, examples, tokenizer, train)
-    if enabled() and (path / "dataset_info.json").exists():
+    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    if manifest.get("saved"):
+        return load_from_disk(str(folder / manifest["saved"]))
+    parts = [Dataset.from_file(str(folder / name)) for name in manifest["files"]]
+    ds = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+    if len(ds) != manifest["rows"]:
+        raise ValueError("incomplete entry")
+    ds._fingerprint = fingerprint
+    return ds
+
+
+def _commit(features, tmp: Path, final: Path, key: str):
+    """Record the files of ``features`` in ``tmp`` (saving them there when the encoder wrote elsewhere),
+    rename ``tmp`` to ``final`` and memory-map the entry from there."""
+    from datasets import Dataset
+
+    files = [Path(f["filename"]) for f in getattr(features, "cache_files", [])]
+    inside = (isinstance(features, Dataset) and files and features._indices is None
+              and all(f.parent == tmp for f in files))
+    if inside:
+        manifest = {"files": [f.name for f in files], "rows": len(features)}
+    else:
+        features.save_to_disk(str(tmp / "saved"))
+        manifest = {"saved": "saved", "rows": len(features)}
+    (tmp / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    del features
+    try:
+        os.replace(tmp, final)
+    except OSError:  # another process wrote the same entry first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return _load(final, key)
+
+
+def encode_cached(task, facts: Facts, examples, tokenizer, train: bool, workers: int = 1):
+    """``task.encode(examples, tokenizer, facts, train)`` in up to ``workers`` processes, from the cache
+    when the same encoding was done before."""
+    from datasets import Dataset
+
+    if not isinstance(examples, Dataset):  # a stream is encoded lazily, as it is read
+        return task.encode(examples, tokenizer, facts, train)
+    key = cache_key(task, facts, examples, tokenizer, train)
+    final = cache_dir() / "features" / key
+    if enabled() and (final / MANIFEST).exists():
         try:
-            return load_from_disk(str(path))
+            return _load(final, key)
         except Exception:  # a damaged entry is encoded again
-            shutil.rmtree(path, ignore_errors=True)
-    features = task.encode(examples, tokenizer, facts, train)
-    if enabled():
-        tmp = None
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=".tmp-"))
-            features.save_to_disk(str(tmp))
-            os.replace(tmp, path)
-        except OSError:  # a cache is an optimisation, never a failure
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
-    return features
+            shutil.rmtree(final, ignore_errors=True)
+    tmp = new_temp(final.parent if enabled() else scratch_dir())
+    try:
+        with planned(workers, str(tmp / "features.arrow"), key):
+            features = task.encode(examples, tokenizer, facts, train)
+        if not enabled():
+            return features
+        return _commit(features, tmp, final, key)
+    except BaseException:
+        if enabled():
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise

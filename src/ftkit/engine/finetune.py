@@ -7,13 +7,15 @@ is created; a run that fails before its first checkpoint leaves no folder behind
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from ftkit.config import RunConfig, dump_yaml
+from ftkit.config import RunConfig, dump_yaml, flat_keys
 from ftkit.errors import FtkitError
 from ftkit.log import log
 from ftkit.tasks import make_task
@@ -21,28 +23,52 @@ from ftkit.version import __version__
 
 
 def finetune(cfg: RunConfig, run_dir: Path, *, overwrite: bool = False, resume: bool = False,
-             recipe_source: str = "recipe", allow_pickle: bool = False,
-             trust_remote_code: bool = False) -> dict[str, Any]:
+             recipe_source: str = "recipe", allow_pickle: bool = False, trust_remote_code: bool = False,
+             callbacks: Sequence[Any] = (), score_test: bool = True) -> dict[str, Any]:
     """Train, save the best model to ``run_dir/model`` and score validation and test; returns run.json.
 
     SIGTERM (a scheduler preempting the job) and Ctrl-C save a complete checkpoint and exit with
     128 + the signal's number; with ``training.auto_resume`` the same call again continues from it.
+    Started as N processes (torchrun, accelerate launch, ``--processes N``), the processes form one
+    group and train one model; the main process decides, prints and writes (see ``distributed``).
+    ``callbacks``: extra ``TrainerCallback`` objects (a sweep's pruning callback). ``score_test=False``
+    leaves the test split unscored (a sweep scores it once, for its best trial, at the end).
     """
-    from ftkit.engine.run_folder import RUN_FILE, prepare_run_dir, read_json
+    from ftkit.engine import distributed
+    from ftkit.engine.tracking import check_trackers
     from ftkit.engine.trainer import sigterm_exits
 
-    started = time.time()
+    started = float(os.environ.get(distributed.STARTED_ENV) or time.time())
     run_dir = Path(run_dir)
+    group = distributed.setup(cfg.training.device)
     task = make_task(cfg.task, cfg.task_options, recipe_source)
+    if cfg.data.streaming and cfg.training.max_steps <= 0:
+        raise FtkitError("data.streaming: a stream has no length, so epochs are undefined: pass --max-steps N "
+                         "(training.max_steps) instead of --epochs")
+    if cfg.data.streaming and distributed.world_size() > 1:
+        raise FtkitError(distributed.STREAMING_ONE_PROCESS, hint="start one process, or leave data.streaming off to train on N")
+    check_trackers(cfg.training.report_to)
+    done, resume, overwrite = distributed.decide(lambda: plan_run_dir(cfg, run_dir, overwrite, resume))
+    if done is not None:
+        return done
+    with sigterm_exits():
+        return _finetune(cfg, task, run_dir, overwrite, resume, allow_pickle, trust_remote_code, started, group,
+                         list(callbacks), score_test)
+
+
+def plan_run_dir(cfg: RunConfig, run_dir: Path, overwrite: bool, resume: bool):
+    """``(run.json of a finished run or None, resume, overwrite)``: what this run does with ``run_dir``
+    (``--auto-resume`` decides both); a non-empty folder without --overwrite/--resume is refused."""
+    from ftkit.engine.run_folder import RUN_FILE, prepare_run_dir, read_json
+
     if cfg.training.auto_resume and not (resume or overwrite):
         plan = auto_resume_plan(cfg, run_dir)
         if plan == "done":
             log(f"--auto-resume: {run_dir} is already complete")
-            return read_json(run_dir / RUN_FILE)
+            return read_json(run_dir / RUN_FILE), False, False
         resume, overwrite = plan == "resume", plan == "fresh"
     prepare_run_dir(run_dir, overwrite, resume)
-    with sigterm_exits():
-        return _finetune(cfg, task, run_dir, overwrite, resume, allow_pickle, trust_remote_code, started)
+    return None, resume, overwrite
 
 
 def auto_resume_plan(cfg: RunConfig, run_dir: Path) -> str:
@@ -62,8 +88,8 @@ def auto_resume_plan(cfg: RunConfig, run_dir: Path) -> str:
     before = validate(load_yaml(saved), str(saved)).model_dump(mode="json")
     now = cfg.model_dump(mode="json")
     if before != now:
-        diff = [k for k in _flat(now) if _flat(before).get(k) != _flat(now)[k]] + [
-            k for k in _flat(before) if k not in _flat(now)]
+        flat_before, flat_now = flat_keys(before), flat_keys(now)
+        diff = [k for k in flat_now if flat_before.get(k) != flat_now[k]] + [k for k in flat_before if k not in flat_now]
         raise FtkitError(f"--auto-resume: {run_dir} was started with another recipe (differs in {', '.join(diff[:5])})",
                          hint="run the same command as before, or choose another --output (or --overwrite)")
     if (run_dir / RUN_FILE).exists():
@@ -71,134 +97,244 @@ def auto_resume_plan(cfg: RunConfig, run_dir: Path) -> str:
     return "resume" if last_complete_checkpoint(run_dir / CHECKPOINTS) else "fresh"
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _finetune(cfg, task, run_dir: Path, overwrite: bool, resume: bool, allow_pickle: bool, trust_remote_code: bool,
-              started: float) -> dict[str, Any]:
+              started: float, group: dict[str, Any], callbacks: list[Any], score_test: bool) -> dict[str, Any]:
+    from ftkit.engine import distributed
     from ftkit.engine.adapters import count_parameters, describe_parameters
-    from ftkit.engine.feature_cache import encode_cached
-    from ftkit.engine.models import load_base
+    from ftkit.engine.models import build_model
     from ftkit.engine.run_folder import CHECKPOINTS, RECIPE_FILE
-    from ftkit.engine.splits import describe, read_splits
 
-    log(f"ftkit {__version__}: task {task.name}, model {cfg.model}")
-    task, splits, labels = read_splits(task, cfg)
-    summary, _ = describe(task, splits)
+    from ftkit.engine.prepare import EXCHANGE_ENV
 
-    info, task, facts, tokenizer, model = load_base(cfg, task, splits["train"], labels, allow_pickle=allow_pickle,
-                                                    trust_remote_code=trust_remote_code)
-    log(f"  model: {info.path} (family {info.family}, {info.model_type}); window {facts.max_length} sub-tokens")
-    parameters = count_parameters(model)
-    how = "" if cfg.peft.method == "none" else (
-        f"; LoRA r={cfg.peft.r} alpha={cfg.peft.alpha:g} on {', '.join(sorted(model.peft_config['default'].target_modules))}")
-    log(f"  parameters: {describe_parameters(parameters)}{how}")
-    features = {name: encode_cached(task, facts, ds, tokenizer, train=(name == "train")) for name, ds in splits.items()}
-    for name in ("validation", "test"):
-        if name in features and len(features[name]) > len(splits[name]):
-            log(f"  {name}: {len(features[name]) - len(splits[name])} extra windows for long inputs")
-
-    # Everything the user could have got wrong has been checked: now the run folder is created.
-    created = not run_dir.exists()
-    if run_dir.exists() and overwrite and not resume:
-        shutil.rmtree(run_dir)
-        created = True
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if not os.environ.get(EXCHANGE_ENV):  # else the launcher said it
+        log(f"ftkit {__version__}: task {task.name}, model {cfg.model}")
+    p, shared = _prepared(cfg, task, allow_pickle, trust_remote_code)
     try:
-        (run_dir / RECIPE_FILE).write_text(dump_yaml(cfg), encoding="utf-8")
-        return _train(cfg, task, facts, info, tokenizer, model, splits, features, run_dir, resume, summary, started,
-                      parameters)
+        model = distributed.everyone(lambda: build_model(cfg, p.task, p.info, p.facts, p.tokenizer))
+        parameters = count_parameters(model)
+        how = "" if cfg.peft.method == "none" else (
+            f"; LoRA r={cfg.peft.r} alpha={cfg.peft.alpha:g} on "
+            f"{', '.join(sorted(model.peft_config['default'].target_modules))}")
+        log(f"  parameters: {describe_parameters(parameters)}{how}")
+
+        # Everything the user could have got wrong has been checked: now the run folder is created (once).
+        def create() -> bool:
+            created = not run_dir.exists()
+            if run_dir.exists() and overwrite and not resume:
+                shutil.rmtree(run_dir)
+                created = True
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / RECIPE_FILE).write_text(dump_yaml(cfg), encoding="utf-8")
+            return created
+
+        created = distributed.decide(create)
+        try:
+            return _train(cfg, p, model, run_dir, resume, started, group, callbacks, score_test, parameters)
+        except BaseException:
+            # A run that never reached a checkpoint is not worth keeping.
+            if distributed.is_main() and created and not any((run_dir / CHECKPOINTS).glob("checkpoint-*")):
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+    finally:
+        if shared is not None:
+            shutil.rmtree(shared, ignore_errors=True)
+
+
+def _prepared(cfg, task, allow_pickle: bool, trust_remote_code: bool):
+    """``(Prepared, folder to remove or None)``: the data read and encoded once. ``--processes N`` prepared it
+    before starting the workers; under torchrun the main process prepares it and the others map its copy
+    (a process on another machine, which cannot see that folder, prepares its own, silently)."""
+    import tempfile
+
+    from ftkit.engine import distributed
+    from ftkit.engine.feature_cache import cache_dir
+    from ftkit.engine.prepare import EXCHANGE_ENV, load, prepare, save
+
+    kw = {"allow_pickle": allow_pickle, "trust_remote_code": trust_remote_code}
+    if os.environ.get(EXCHANGE_ENV):
+        return distributed.everyone(lambda: load(cfg, os.environ[EXCHANGE_ENV], **kw)), None
+    if distributed.world_size() <= 1:
+        return prepare(cfg, task, **kw), None
+    mine = {}
+
+    def main_prepares() -> str:
+        mine["p"] = prepare(cfg, task, **kw)
+        (cache_dir() / "prepared").mkdir(parents=True, exist_ok=True)
+        folder = tempfile.mkdtemp(dir=cache_dir() / "prepared", prefix="run-")
+        try:
+            save(mine["p"], Path(folder))
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return folder
+
+    folder = distributed.decide(main_prepares)
+    try:
+        p = distributed.everyone(lambda: mine["p"] if distributed.is_main() else (
+            load(cfg, folder, **kw) if Path(folder).is_dir() else prepare(cfg, task, show=False, **kw)))
     except BaseException:
-        # A run that never reached a checkpoint is not worth keeping.
-        if created and not any((run_dir / CHECKPOINTS).glob("checkpoint-*")):
-            shutil.rmtree(run_dir, ignore_errors=True)
+        if distributed.is_main():
+            shutil.rmtree(folder, ignore_errors=True)
         raise
+    return p, folder if distributed.is_main() else None
 
 
-def _train(cfg, task, facts, info, tokenizer, model, splits, features, run_dir: Path, resume: bool, summary,
-           started: float, parameters: dict[str, int]) -> dict[str, Any]:
+def resume_accumulation(checkpoint: str, world: int, per_device: int, accumulation: int,
+                        announce: bool = True) -> int:
+    """The gradient accumulation that resumes ``checkpoint`` with ``world`` processes at its global batch.
+
+    A checkpoint written by another number of processes continues with the same global batch (so the same data
+    order and optimizer steps) when whole accumulation steps make it up; otherwise it is refused."""
+    from ftkit.engine.trainer import DISTRIBUTED_FILE
+
+    f = Path(checkpoint) / DISTRIBUTED_FILE
+    if not f.exists():  # written before ftkit knew about processes: one process
+        return accumulation
+    saved = json.loads(f.read_text(encoding="utf-8"))
+    g, w0 = saved["global_batch"], saved["world_size"]
+    if world * per_device * accumulation == g:
+        return accumulation
+    if g % (world * per_device) == 0:
+        a = g // (world * per_device)
+        if announce:
+            log(f"  {Path(checkpoint).name} was written by {w0} process{'es' * (w0 != 1)}: with {world}, "
+                f"gradient accumulation {a} keeps its global batch of {g}")
+        return a
+    raise FtkitError(
+        f"cannot resume {Path(checkpoint).name} with {world} process{'es' * (world != 1)}: it was trained with a global "
+        f"batch of {g} ({w0} x batch {saved['per_device_batch']} x accumulation {saved['gradient_accumulation']}), "
+        f"and {world} x batch {per_device} cannot make {g} with whole accumulation steps (another global batch "
+        "would replay other data and other optimizer steps)",
+        hint=f"resume with {w0} processes (--processes {w0}, or torchrun --nproc_per_node {w0})")
+
+
+def _train(cfg, p, model, run_dir: Path, resume: bool, started: float, group: dict[str, Any],
+           extra_callbacks: list[Any], score_test: bool, parameters: dict[str, int]) -> dict[str, Any]:
     import torch
     from transformers import EarlyStoppingCallback
 
-    from ftkit.engine.inference import score_split
-    from ftkit.engine.run_folder import (CHECKPOINTS, MODEL_SUBDIR, RUN_FILE, TRAIN_LOG,
-                                         last_complete_checkpoint, save_model, write_eval, write_json)
-    from ftkit.engine.trainer import FtkitTrainer, GracefulInterrupt, JsonlLog, eval_batch_size, training_arguments
+    from ftkit.engine import distributed
+    from ftkit.engine.inference import generate_outputs, model_outputs
+    from ftkit.engine.run_folder import (CHECKPOINTS, MODEL_SUBDIR, RUN_FILE, TRAIN_LOG, last_complete_checkpoint,
+                                         save_model, write_eval, write_json, write_predictions)
+    from ftkit.engine.tracking import point_trackers, tracking_run
+    from ftkit.engine.trainer import (FtkitTrainer, GracefulInterrupt, JsonlLog, eval_batch_size, token_mean_loss,
+                                      training_arguments, uses_num_items)
 
+    task, facts, tokenizer, splits, features = p.task, p.facts, p.tokenizer, p.splits, p.features
     has_eval = "validation" in splits
     args = training_arguments(cfg, run_dir / CHECKPOINTS, facts.family, has_eval, task.best_metric)
+    checkpoint = None
+    if resume:
+        def find() -> tuple[str | None, int]:
+            ckpt = last_complete_checkpoint(run_dir / CHECKPOINTS)
+            log(f"  resuming from {ckpt}" if ckpt else "  --resume: no checkpoint yet, starting fresh")
+            acc = args.gradient_accumulation_steps
+            return ckpt, resume_accumulation(ckpt, args.world_size, args.per_device_train_batch_size, acc) if ckpt else acc
+
+        checkpoint, args.gradient_accumulation_steps = distributed.decide(find)
     interrupt = GracefulInterrupt()
-    callbacks = [JsonlLog(run_dir / TRAIN_LOG), interrupt]
+    callbacks = [JsonlLog(run_dir / TRAIN_LOG), interrupt, *extra_callbacks]
     if cfg.training.early_stopping_patience and has_eval:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_patience))
     compute_metrics = generate_fn = None
     if has_eval:
         examples, feats = splits["validation"], features["validation"]
 
-        def compute_metrics(eval_pred):
+        def scores(eval_pred):
             preds = task.decode(examples, feats, eval_pred.predictions, facts)
             return {k: v for k, v in task.score(examples, preds, facts).items() if isinstance(v, (int, float))}
 
+        def compute_metrics(eval_pred):
+            # every rank holds the gathered outputs; the main process decodes and scores, the others take its
+            # scores (best-checkpoint choice and early stopping must agree)
+            return distributed.decide(lambda: scores(eval_pred))
+
         if task.generates:
             def generate_fn(m):
-                return task.generate(m, tokenizer, feats, facts, args.per_device_eval_batch_size)
+                return generate_outputs(task, facts, m, tokenizer, feats, args.per_device_eval_batch_size)
 
     trainer = FtkitTrainer(
         model=model, args=args, train_dataset=features["train"], eval_dataset=features.get("validation"),
         data_collator=task.collator(tokenizer, facts), processing_class=tokenizer, compute_metrics=compute_metrics,
         preprocess_logits_for_metrics=lambda logits, _: task.reduce_logits(logits, facts),
         callbacks=callbacks, generate_fn=generate_fn,
+        # token-level labels: the loss of the global batch's tokens, not an average of per-process averages
+        compute_loss_func=token_mean_loss if task.label_padding == "tokens" and not uses_num_items(model) else None,
     )
-    checkpoint = None
-    if resume:
-        checkpoint = last_complete_checkpoint(run_dir / CHECKPOINTS)
-        log(f"  resuming from {checkpoint}" if checkpoint else "  --resume: no checkpoint yet, starting fresh")
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            train_out = trainer.train(resume_from_checkpoint=checkpoint)
-    except torch.OutOfMemoryError:
-        b, g = cfg.training.batch_size, cfg.training.gradient_accumulation
-        raise FtkitError(
-            f"the device ran out of memory at batch size {b}",
-            hint=f"try --batch-size {max(1, b // 2)} --gradient-accumulation {g * 2} (same effective batch), "
-                 "or --auto-batch-size to halve it until it fits",
-        ) from None
-    if interrupt.interrupted:
-        import signal
+    point_trackers(trainer, run_dir)
+    w, b, a = args.world_size, args.per_device_train_batch_size, args.gradient_accumulation_steps
+    how = f" ({group['backend']}, launched by {group['launcher']})" if w > 1 else ""
+    log(f"  training: {w} process{'es' * (w != 1)}{how} x batch {b} per device x accumulation {a} "
+        f"= global batch {w * b * a}")
+    # the trackers' own run (mlflow) belongs to the main process, like everything else written
+    with tracking_run(cfg, run_dir, resume) if distributed.is_main() else _no_tracking() as tracking:
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                train_out = trainer.train(resume_from_checkpoint=checkpoint)
+        except BaseException as e:
+            trainer.end_callbacks()
+            if not isinstance(e, torch.OutOfMemoryError):
+                raise
+            g = cfg.training.gradient_accumulation
+            raise FtkitError(
+                f"the device ran out of memory at batch size {b}",
+                hint=f"try --batch-size {max(1, b // 2)} --gradient-accumulation {g * 2} (same effective batch), "
+                     "or --auto-batch-size to halve it until it fits",
+            ) from None
+        if interrupt.interrupted:
+            import signal
 
-        how = ("run the same command again (it has --auto-resume)" if cfg.training.auto_resume else
-               "add --auto-resume to the same command")
-        log(f"stopped by {signal.Signals(interrupt.signum).name} after step {trainer.state.global_step}; a complete "
-            f"checkpoint is in {run_dir / CHECKPOINTS}. To continue, {how}, or:\n"
-            f"  ftkit finetune --output {run_dir} --resume")
-        raise SystemExit(128 + interrupt.signum)  # 130 for Ctrl-C, 143 for SIGTERM: schedulers requeue on it
+            distributed.barrier()  # every rank has finished its part of the checkpoint
+            how = ("run the same command again (it has --auto-resume)" if cfg.training.auto_resume else
+                   "add --auto-resume to the same command")
+            log(f"stopped by {signal.Signals(interrupt.signum).name} after step {trainer.state.global_step}; a "
+                f"complete checkpoint is in {run_dir / CHECKPOINTS}. To continue, {how}, or:\n"
+                f"  ftkit finetune --output {run_dir} --resume")
+            raise SystemExit(128 + interrupt.signum)  # 130 for Ctrl-C, 143 for SIGTERM: schedulers requeue on it
 
-    save_model(trainer, tokenizer, task, facts, info, cfg.model, run_dir / MODEL_SUBDIR)
-    metrics: dict[str, Any] = {"train_loss": train_out.training_loss, "train_steps": train_out.global_step}
-    if trainer.state.best_model_checkpoint:
-        metrics["best_checkpoint"] = Path(trainer.state.best_model_checkpoint).name
-    for name in ("validation", "test"):
-        if name in splits:
-            preds, scores = score_split(task, facts, trainer.model, tokenizer, splits[name], features[name],
+        save_model(trainer, tokenizer, task, facts, p.info, cfg.model, run_dir / MODEL_SUBDIR)
+        metrics: dict[str, Any] = {"train_loss": train_out.training_loss, "train_steps": train_out.global_step,
+                                   "train_time_s": round(float(train_out.metrics.get("train_runtime", 0.0)), 1)}
+        if trainer.state.best_model_checkpoint:
+            metrics["best_checkpoint"] = Path(trainer.state.best_model_checkpoint).name
+        for name in ("validation", "test"):
+            if name in splits and (score_test or name != "test"):
+                # every process runs the model over its share; the main process decodes, scores and writes
+                outputs = model_outputs(task, facts, trainer.model, tokenizer, features[name],
                                         batch_size=eval_batch_size(cfg), device=cfg.training.device)
-            task.write_outputs(run_dir, name, splits[name], preds)
-            write_eval(run_dir, {"split": name, "data": getattr(cfg.data, name), **scores})
-            metrics[name] = scores
-    meta = {
-        "ftkit_version": __version__, "task": task.name, "base_model": cfg.model, "base_model_path": info.path,
-        "family": facts.family, "labels": list(facts.labels), "max_length": facts.max_length, "data": summary,
-        "parameters": parameters, "peft": cfg.peft.model_dump(mode="json"),
-        "wall_time_s": round(time.time() - started, 1), "metrics": metrics,
-    }
-    write_json(run_dir / RUN_FILE, meta)
-    from ftkit.plot import plot_training
+                if distributed.is_main():
+                    preds = task.decode(splits[name], features[name], outputs, facts)
+                    scores_ = task.score(splits[name], preds, facts)
+                    task.write_outputs(run_dir, name, splits[name], preds)
+                    write_predictions(run_dir, name, task, facts, splits[name], preds)
+                    write_eval(run_dir, {"split": name, "data": getattr(cfg.data, name), **scores_})
+                    metrics[name] = scores_
+        tracking.log_final({k: v for k, v in metrics.items() if k in ("validation", "test")}, train_out.global_step)
 
-    plot_training(run_dir / TRAIN_LOG, run_dir / "training.png", task.best_metric)
-    return meta
+    def finish() -> dict[str, Any]:
+        meta = {
+            "ftkit_version": __version__, "task": task.name, "base_model": cfg.model, "base_model_path": p.info.path,
+            "family": facts.family, "labels": list(facts.labels), "max_length": facts.max_length, "data": p.summary,
+            "parameters": parameters, "peft": cfg.peft.model_dump(mode="json"),
+            "distributed": {**group, "per_device_batch": b, "gradient_accumulation": a, "global_batch": w * b * a},
+            "wall_time_s": round(time.time() - started, 1), "metrics": metrics,
+        }
+        write_json(run_dir / RUN_FILE, meta)
+        from ftkit.plot import plot_training
+
+        plot_training(run_dir / TRAIN_LOG, run_dir / "training.png", task.best_metric)
+        return meta
+
+    return distributed.decide(finish)
+
+
+@contextlib.contextmanager
+def _no_tracking():
+    """The other processes of a distributed run report to no tracker (the main process does)."""
+
+    class Quiet:
+        def log_final(self, scores, step) -> None:
+            pass
+
+    yield Quiet()

@@ -27,7 +27,7 @@ def model_outputs(task, facts: Facts, model, tokenizer, features, batch_size: in
         return model.outputs(task, facts, tokenizer, features, batch_size)
     if task.generates:
         model.to(torch_device(device))
-        return task.generate(model, tokenizer, features, facts, batch_size)
+        return generate_outputs(task, facts, model, tokenizer, features, batch_size)
     with tempfile.TemporaryDirectory(prefix="ftkit-predict-") as tmp:
         args = TrainingArguments(output_dir=tmp, per_device_eval_batch_size=batch_size, report_to="none",
                                  disable_tqdm=True, **device_args(device))
@@ -39,11 +39,33 @@ def model_outputs(task, facts: Facts, model, tokenizer, features, batch_size: in
             return trainer.predict(features).predictions
 
 
+def generate_outputs(task, facts: Facts, model, tokenizer, features, batch_size: int = 32) -> list[Any]:
+    """``task.generate`` over ``features``, in feature order. Under N processes each rank generates a
+    contiguous share (padded so that every rank runs as many batches: sharded models generate in step)
+    and every rank gets all outputs, each feature's exactly once."""
+    from ftkit.engine import distributed
+
+    if distributed.world_size() <= 1:
+        return task.generate(model, tokenizer, features, facts, batch_size)
+    n = len(features)
+    mine, size = distributed.shard(n)
+    indices = list(mine) + [n - 1] * (size - len(mine)) if n else []
+    part = task.generate(model, tokenizer, features.select(indices, keep_in_memory=True), facts,
+                         batch_size) if indices else []
+    return distributed.unshard(distributed.gather(list(part)), n)
+
+
 def predict_split(task, facts: Facts, model, tokenizer, examples, features=None, *, batch_size: int = 32,
                   device: str = "auto") -> list[Any]:
-    """One prediction per example (features are encoded here unless given)."""
+    """One prediction per example (features are encoded here unless given; those of a split read from
+    files go through the feature cache)."""
     if features is None:
-        features = task.encode(examples, tokenizer, facts, train=False)
+        if getattr(examples, "cache_files", None):
+            from ftkit.engine.feature_cache import encode_cached
+
+            features = encode_cached(task, facts, examples, tokenizer, train=False)
+        else:
+            features = task.encode(examples, tokenizer, facts, train=False)
     outputs = model_outputs(task, facts, model, tokenizer, features, batch_size, device)
     return task.decode(examples, features, outputs, facts)
 
@@ -61,7 +83,7 @@ def evaluate_run(run_dir: str | Path, split: str, data: str | None = None, batch
     """Score a run's (or a model folder's) model on a split; in a run folder the task's output files
     (e.g. ``predictions_<split>.txt``) are (re)written too."""
     from ftkit.engine.models import load_trained
-    from ftkit.engine.run_folder import RECIPE_FILE, RUN_FILE
+    from ftkit.engine.run_folder import RECIPE_FILE, RUN_FILE, write_predictions
 
     task, facts, model, tokenizer, meta = load_trained(run_dir, allow_pickle=allow_pickle)
     recipe = Path(run_dir) / RECIPE_FILE
@@ -80,6 +102,7 @@ def evaluate_run(run_dir: str | Path, split: str, data: str | None = None, batch
     predictions, scores = score_split(task, facts, model, tokenizer, examples, batch_size=batch_size, device=device)
     if (Path(run_dir) / RUN_FILE).exists():
         task.write_outputs(Path(run_dir), split, examples, predictions)
+        write_predictions(Path(run_dir), split, task, facts, examples, predictions)
     return {"split": split, "data": data, **scores}
 
 
@@ -104,9 +127,30 @@ class Predictor:
         examples = self.task.predict_examples(records)
         if len(examples) == 0:
             return []
-        predictions = predict_split(self.task, self.facts, self.model, self.tokenizer, examples,
+        predictions = predict_split(self.task, self.facts, self.model, self.tokenizer, unhashed_maps(examples),
                                     batch_size=batch_size, device=self.device)
         return [self.task.format_prediction(ex, p) for ex, p in zip(examples, predictions)]
+
+
+def unhashed_maps(examples):
+    """``examples`` whose ``map`` skips hashing the mapped function.
+
+    ``Dataset.map`` names its result by hashing the function it maps, tokenizer and all (it pickles the whole
+    vocabulary: 0.1 s or more a call, more than a forward pass over a few sentences costs). ftkit never uses
+    that name: its feature cache keys on the input data. Paid once per ``ftkit predict`` it does not matter,
+    but a server calls ``Predictor.predict`` once per batch, so each ``map`` on these examples gets a fresh
+    random fingerprint through ``map``'s own ``new_fingerprint`` argument instead.
+    """
+    from datasets import Dataset
+    from datasets.fingerprint import generate_random_fingerprint
+
+    class UnhashedMaps(Dataset):
+        def map(self, *args, **kwargs):
+            kwargs.setdefault("new_fingerprint", generate_random_fingerprint())
+            return super().map(*args, **kwargs)
+
+    return UnhashedMaps(examples.data, info=examples.info, split=examples.split,
+                        indices_table=getattr(examples, "_indices", None), fingerprint=examples._fingerprint)
 
 
 def predict_records(model_path: str | Path, records: list[dict[str, Any]], batch_size: int = 32,

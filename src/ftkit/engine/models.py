@@ -22,19 +22,26 @@ def resolve_facts(task, train, labels: list[str], info, tokenizer, max_length: i
     return task, facts
 
 
-def load_base(cfg: RunConfig, task, train, labels: list[str], *, allow_pickle: bool = False,
-              trust_remote_code: bool = False):
-    """``(info, task, facts, tokenizer, model)`` for training: the checkpoint's config, family and window
-    are resolved here, once, together with the task's data-dependent options (``task`` is bound to them)."""
-    from transformers import set_seed
-
-    from ftkit.families import load_config, load_tokenizer, prepare_model
+def load_facts(cfg: RunConfig, task, train, labels: list[str], *, allow_pickle: bool = False,
+               trust_remote_code: bool = False):
+    """``(info, task, facts, tokenizer)``: the checkpoint's config, family and window resolved with the task's
+    data-dependent options (``task`` is bound to them), without building the model (what encoding needs)."""
+    from ftkit.families import load_config, load_tokenizer
 
     info = load_config(cfg.model, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
     tokenizer = load_tokenizer(info)
-    base_vocab = len(tokenizer)
     task, facts = resolve_facts(task, train, labels, info, tokenizer, cfg.training.max_length)
-    set_seed(cfg.training.seed)  # the new head's initialisation is part of the run's seed
+    return info, task, facts, tokenizer
+
+
+def build_model(cfg: RunConfig, task, info, facts: Facts, tokenizer):
+    """The model with the task's head; the head's initialisation is part of the run's seed (the same on
+    every process of a distributed run)."""
+    from transformers import set_seed
+
+    from ftkit.families import prepare_model
+
+    set_seed(cfg.training.seed)
     try:
         model = task.build_model(info, facts, tokenizer)
     except (OSError, ValueError) as e:
@@ -42,10 +49,21 @@ def load_base(cfg: RunConfig, task, train, labels: list[str], *, allow_pickle: b
     prepare_model(model, tokenizer)
     if cfg.peft.method == "lora":
         from ftkit.engine.adapters import wrap_lora
+        from ftkit.families import load_tokenizer
 
         # the tokens the task added (relation markers) have new embedding rows: they are trained too
+        base_vocab = len(load_tokenizer(info))
         model = wrap_lora(model, cfg.peft, info, list(range(base_vocab, len(tokenizer))))
-    return info, task, facts, tokenizer, model
+    return model
+
+
+def load_base(cfg: RunConfig, task, train, labels: list[str], *, allow_pickle: bool = False,
+              trust_remote_code: bool = False):
+    """``(info, task, facts, tokenizer, model)`` for training: the checkpoint's config, family and window
+    are resolved here, once, together with the task's data-dependent options (``task`` is bound to them)."""
+    info, task, facts, tokenizer = load_facts(cfg, task, train, labels, allow_pickle=allow_pickle,
+                                              trust_remote_code=trust_remote_code)
+    return info, task, facts, tokenizer, build_model(cfg, task, info, facts, tokenizer)
 
 
 def load_trained(path: str | Path, *, allow_pickle: bool = False):

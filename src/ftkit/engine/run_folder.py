@@ -9,6 +9,8 @@ Layout of ``RUN_DIR``::
     train_log.jsonl    one JSON object per Trainer log event
     training.png       loss and dev metric over steps
     eval_<split>.json  metrics written by finetune (test) and by `ftkit eval`
+    predictions_<split>.jsonl  one row per example for error analysis (``task.prediction_rows``)
+    tensorboard/, mlflow/, mlflow_run.json   experiment tracking, when ``training.report_to`` asks for it
     (task files)       whatever ``task.write_outputs`` writes, e.g. predictions_<split>.txt
 
 A model folder (``RUN_DIR/model`` or an export) holds ``ftkit.json``: the task's :class:`Facts`
@@ -119,36 +121,53 @@ def task_of(path: str | Path):
 
 
 def save_model(trainer, tokenizer, task, facts: Facts, info, base_model: str, out: Path) -> None:
-    """The trained model, its tokenizer and ftkit.json, written to a temporary folder and renamed."""
+    """The trained model, its tokenizer and ftkit.json, written to a temporary folder and renamed.
+
+    Every process calls it (a sharded model -- FSDP, DeepSpeed ZeRO-3 -- is gathered into full weights
+    collectively; a LoRA model is merged on every process, as the run goes on with the merged model);
+    the main process alone writes.
+    """
+    from ftkit.engine import distributed
     from ftkit.engine.adapters import is_peft_model, merge_adapter
 
+    main = trainer.args.should_save
     tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
     adapter: dict[str, Any] = {}
     try:
         if is_peft_model(trainer.model):
             # LoRA: the adapter as peft saves it in adapter/, and the merged model beside it, so the folder
             # loads with plain transformers as a fully fine-tuned one does; the run goes on with the merged model
-            trainer.model, adapter = merge_adapter(trainer.model, tmp)
+            trainer.model, adapter = merge_adapter(trainer.model, tmp, save=main)
             trainer.model_wrapped = trainer.model
-            trainer.model.save_pretrained(str(tmp))
+            if main:
+                trainer.model.save_pretrained(str(tmp))
+        elif getattr(trainer, "is_fsdp_enabled", False):
+            # consolidated full weights whatever the FSDP state-dict type of the checkpoints
+            state_dict = trainer.accelerator.get_state_dict(trainer.model)
+            if main:
+                trainer._save(str(tmp), state_dict=state_dict)
         else:
             trainer.save_model(str(tmp))
-        # Trainer also pickles its TrainingArguments: not part of a model, and not safe to load.
-        (tmp / "training_args.bin").unlink(missing_ok=True)
-        tokenizer.save_pretrained(str(tmp))
-        write_json(tmp / META_FILE, {
-            "ftkit_version": __version__, **facts.to_meta(), "model_type": info.model_type, "base_model": base_model,
-            "add_prefix_space": bool(getattr(tokenizer, "add_prefix_space", False)),
-            **task.export_info(trainer.model, tokenizer, facts), **({"peft": adapter} if adapter else {}),
-        })
+        if main:
+            # Trainer also pickles its TrainingArguments: not part of a model, and not safe to load.
+            (tmp / "training_args.bin").unlink(missing_ok=True)
+            tokenizer.save_pretrained(str(tmp))
+            write_json(tmp / META_FILE, {
+                "ftkit_version": __version__, **facts.to_meta(), "model_type": info.model_type,
+                "base_model": base_model, "add_prefix_space": bool(getattr(tokenizer, "add_prefix_space", False)),
+                **task.export_info(trainer.model, tokenizer, facts), **({"peft": adapter} if adapter else {}),
+            })
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if e.errno != errno.ENOSPC:
             raise
         raise no_space_error(out, 4 * sum(p.numel() for p in trainer.model.parameters())) from None
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    if main:
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+    distributed.barrier()
 
 
 def write_eval(run_dir: Path, metrics: dict[str, Any]) -> None:
@@ -158,6 +177,17 @@ def write_eval(run_dir: Path, metrics: dict[str, Any]) -> None:
     split = metrics["split"]
     write_json(Path(run_dir) / f"eval_{split}.json", metrics)
     plot_confusion(metrics, Path(run_dir) / f"confusion_{split}.png", f"confusion matrix, {split} split")
+
+
+def write_predictions(run_dir: Path, split: str, task, facts: Facts, examples, predictions: list[Any]) -> None:
+    """``predictions_<split>.jsonl``: the task's per-example rows (what ``ftkit report`` analyses), atomically."""
+    rows = task.prediction_rows(examples, predictions, facts)
+    if not rows:
+        return
+    path = Path(run_dir) / f"predictions_{split}.jsonl"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def last_complete_checkpoint(ckpt_dir: Path) -> str | None:

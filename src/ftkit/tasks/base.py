@@ -8,7 +8,11 @@ No method changes the task, so one task object can serve N processes or N models
 
 Data flow::
 
-    read(path, split)               -> examples  (datasets.Dataset of raw, validated records)
+    iter_examples(path, split, part) -> example rows, validated, one at a time; the engine
+                                        (``ftkit.data.stream``) writes them to memory-mapped Arrow
+                                        -- in parallel ``parts`` of a large file -- while ``observe``
+                                        adds each to the split's Profile (counts, labels, digests)
+    read(path, split)               -> examples  (that datasets.Dataset, the Profile attached)
     labels(train), resolve_options(train, family)       -> Facts (engine, once per run)
     prepare_tokenizer(tokenizer, facts)                 (markers, language codes; idempotent)
     encode(examples, tokenizer, facts, train)           -> features (model inputs + ``example_id``)
@@ -28,9 +32,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Literal
+from pathlib import Path
+from typing import Any, ClassVar, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict
+
+from ftkit.data.lines import WHOLE, Part
+from ftkit.data.profile import PROFILE_ATTR, Profile
+from ftkit.errors import FtkitError
 
 
 class TaskOptions(BaseModel):
@@ -103,16 +112,72 @@ class Task(ABC):
         return self.with_options(facts.options)
 
     # ---- data -------------------------------------------------------------
-    @abstractmethod
-    def read(self, path: str, split: str, fmt: str = "auto", encoding: str = "utf-8"):
-        """Read and validate one split; return a ``datasets.Dataset`` of examples.
+    def iter_examples(self, path: str, split: str, fmt: str = "auto", encoding: str = "utf-8",
+                      part: Part = WHOLE) -> Iterator[dict[str, Any]]:
+        """Read and validate one split (or one ``part`` of it, see :meth:`parts`): example rows, one at a time.
 
-        Raise :class:`~ftkit.errors.FtkitError` naming file and line for bad input.
+        Raise :class:`~ftkit.errors.FtkitError` naming file and line for bad input. Rows must not
+        depend on anything read before them in another part (each part is read by its own process).
         """
+        raise NotImplementedError(f"task {self.name} does not stream its data (it implements read only)")
+
+    def read(self, path: str, split: str, fmt: str = "auto", encoding: str = "utf-8", workers: int = 1):
+        """One split as a ``datasets.Dataset`` (Arrow on disk, memory-mapped; cached), read with
+        :meth:`iter_examples`; its :class:`Profile` is attached (see :meth:`profile`)."""
+        from ftkit.data.stream import build_split
+
+        return build_split(self, path, split, fmt, encoding, workers)
+
+    def example_features(self):
+        """The ``datasets.Features`` of the rows ``iter_examples`` yields (None: inferred from the first rows)."""
+        return None
+
+    def parts(self, path: str, split: str, fmt: str, encoding: str, n: int) -> list[Part]:
+        """At most ``n`` parts of one input that can be read at once by separate processes, in order
+        (``ftkit.data.lines.plan_parts`` cuts text files at record boundaries). Default: one part."""
+        return [WHOLE]
+
+    def data_files(self, path: str, split: str, fmt: str) -> list[Path] | None:
+        """The local files a split is read from (their size and time key the cache of its examples);
+        None for a source that is not local files (a hub dataset), which is not cached."""
+        from ftkit.recipes import resolve_packaged
+
+        p = Path(resolve_packaged(path))
+        if p.is_file():
+            return [p]
+        if p.is_dir():
+            return sorted(f for f in p.rglob("*") if f.is_file())
+        return None
+
+    def observe(self, profile: Profile, example: dict[str, Any]) -> None:
+        """Add one example to its split's profile. The default counts it, with ``example_text`` for
+        empty and duplicate detection; tasks add their labels and counters."""
+        profile.add(self.example_text(example), profile.where(example))
+
+    def check_split(self, profile: Profile, path: str, split: str) -> None:
+        """Raise for a split that is wrong as a whole (checked once all of it is read). Default: empty."""
+        if profile.count == 0:
+            raise FtkitError("no examples found", file=path)
+
+    def profile(self, examples, split: str = "") -> Profile:
+        """The profile of ``examples``: the one its reader made (attached to the dataset), or one more
+        pass over them (a ``datasets.Dataset`` read in batches, or a list of rows)."""
+        found = getattr(examples, PROFILE_ATTR, None)
+        if isinstance(found, Profile) and found.finished and found.task == self.name:
+            return found
+        profile = Profile(self.name)
+        for row in _rows(examples):
+            self.observe(profile, row)
+        profile.finish(lambda i: examples[i])
+        try:
+            setattr(examples, PROFILE_ATTR, profile)
+        except AttributeError:  # a plain list
+            pass
+        return profile
 
     @abstractmethod
     def labels(self, train) -> list[str]:
-        """The label set, taken from the (whole) training split."""
+        """The label set, taken from the (whole) training split (a Dataset; see :meth:`profile`)."""
 
     def resolve_options(self, train, family: str | None) -> TaskOptions:
         """The options with every choice that depends on the training data or the model family made.
@@ -128,27 +193,20 @@ class Task(ABC):
 
     def data_summary(self, examples, split: str = "") -> dict[str, Any]:
         """Counts and label distribution of one split (shown before training and by `ftkit validate`)."""
-        return {"examples": len(examples)}
+        return {"examples": self.profile(examples, split).count}
 
     def lint(self, examples, split: str) -> list[tuple[str, str]]:
         """Warnings about data that can be trained on but probably should not be: ``(where, message)``.
 
-        The default flags empty and duplicate examples, using ``example_text``.
+        The default flags empty and duplicate examples (from the profile's digests of ``example_text``).
         """
-        seen: dict[str, str] = {}
-        problems, duplicates = [], []
-        for i, ex in enumerate(examples):
-            where = ex.get("where") or ex.get("source") or f"record {i}"
-            text = self.example_text(ex)
-            if not text.strip():
-                problems.append((where, "empty example"))
-            elif text in seen:
-                duplicates.append((where, seen[text]))
-            else:
-                seen[text] = where
-        if duplicates:
-            first, orig = duplicates[0]
-            problems.append((first, f"{len(duplicates)} duplicate examples in the {split} split "
+        p = self.profile(examples, split)
+        problems = [(where, "empty example") for where in p.empty_where]
+        if p.empty > len(p.empty_where):
+            problems.append((f"{split} data", f"{p.empty - len(p.empty_where)} more empty examples"))
+        if p.duplicates and p.first_duplicate:
+            first, orig = p.first_duplicate
+            problems.append((first, f"{p.duplicates} duplicate examples in the {split} split "
                                     f"(this one repeats {orig})"))
         return problems
 
@@ -223,6 +281,15 @@ class Task(ABC):
     def write_outputs(self, run_dir, split: str, examples, predictions: list[Any]) -> None:
         """Write a split's predictions into the run folder (for outside scorers). Default: nothing."""
 
+    #: what the report's error analysis lists for this task (a heading)
+    error_analysis: ClassVar[str] = "mistakes, worst first"
+
+    def prediction_rows(self, examples, predictions: list[Any], facts: Facts) -> list[dict[str, Any]]:
+        """One JSON row per example, written as ``predictions_<split>.jsonl``; ``ftkit report`` lists the
+        rows with ``correct: false`` by ``severity``, highest first. Build rows with :func:`example_row`,
+        :func:`text_field` and :func:`span`. Default: no rows (the report then has no error analysis)."""
+        return []
+
     # ---- outputs ----------------------------------------------------------
     @abstractmethod
     def decode(self, examples, features, outputs, facts: Facts) -> list[Any]:
@@ -243,3 +310,33 @@ class Task(ABC):
     @abstractmethod
     def format_prediction(self, example: dict[str, Any], prediction: Any) -> dict[str, Any]:
         """One JSON-serialisable output record for ``ftkit predict``."""
+
+
+def span(start: int, end: int, label: str, source: str) -> dict[str, Any]:
+    """A highlighted character span of a field: ``source`` is ``gold``, ``predicted`` or ``input``
+    (part of the input itself, e.g. a relation's marked entities)."""
+    return {"start": int(start), "end": int(end), "label": str(label), "source": source}
+
+
+def text_field(name: str, text: str, spans: list[dict[str, Any]] = ()) -> dict[str, Any]:
+    """A piece of text the report shows for an example (the sentence, the context, the reference...)."""
+    return {"name": name, "text": str(text), "spans": list(spans)}
+
+
+def example_row(index: int, *, correct: bool, severity: float, note: str, fields: list[dict[str, Any]],
+                gold: Any = None, predicted: Any = None, **extra: Any) -> dict[str, Any]:
+    """A ``prediction_rows`` row: ``severity`` ranks the mistakes (higher is worse), ``note`` says why in a
+    few words (``confidence 0.97``, ``chrF 12.3``); ``gold``/``predicted`` are short labels or answers."""
+    return {"index": int(index), "correct": bool(correct), "severity": float(severity), "note": note,
+            "gold": gold, "predicted": predicted, "fields": fields, **extra}
+
+
+def _rows(examples) -> Iterator[dict[str, Any]]:
+    """The rows of a ``datasets.Dataset`` (read in batches) or of any iterable of rows."""
+    if hasattr(examples, "iter") and hasattr(examples, "column_names") and hasattr(examples, "__len__"):
+        for batch in examples.iter(batch_size=1000):
+            keys = list(batch)
+            for values in zip(*(batch[k] for k in keys)):
+                yield dict(zip(keys, values))
+    else:
+        yield from examples

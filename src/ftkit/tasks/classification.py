@@ -26,16 +26,18 @@ from __future__ import annotations
 
 import re
 import sys
-from collections import Counter
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
 
-from ftkit.data.records import detect_format, iter_records, read_text
+from ftkit.data.lines import WHOLE, Part, iter_lines, plan_parts
+from ftkit.data.parallel import column_sum, map_examples
+from ftkit.data.profile import Profile
+from ftkit.data.records import detect_format, iter_records
 from ftkit.errors import FtkitError
 from ftkit.recipes import resolve_packaged
-from ftkit.tasks.base import Facts, Task, TaskOptions
+from ftkit.tasks.base import Facts, Task, TaskOptions, example_row, text_field
 
 LINE_FORMATS = ("label_text", "trec_coarse", "trec_fine")
 STRUCTURED = ("jsonl", "csv", "tsv", "parquet", "disk", "hub")
@@ -151,11 +153,10 @@ class ClassificationTask(Task):
             raise _error_at(where, f"empty text in '{column}'")
         return value
 
-    def _from_records(self, path: str, fmt: str, split: str, encoding: str) -> list[dict[str, Any]]:
+    def _from_records(self, path: str, fmt: str, split: str, encoding: str, part: Part) -> Iterator[dict[str, Any]]:
         o = self.options
         needed = [c for c in (o.text_column, o.text_pair_column, o.label_column) if c is not None]
-        rows = []
-        for rec in iter_records(path, fmt, split, encoding):
+        for rec in iter_records(path, fmt, split, encoding, part):
             d, where = rec.data, rec.where
             for key in needed:
                 if key not in d:
@@ -169,19 +170,16 @@ class ClassificationTask(Task):
                 row["text_pair"] = self._text(d[o.text_pair_column], o.text_pair_column, where)
             row["label"] = self._label(d[o.label_column], where)
             row["source"] = where
-            rows.append(row)
-        return rows
+            yield row
 
-    def _from_lines(self, path: str, encoding: str) -> list[dict[str, Any]]:
+    def _from_lines(self, path: str, encoding: str, part: Part) -> Iterator[dict[str, Any]]:
         o = self.options
         if o.text_pair_column:
             raise FtkitError("line files hold one text per line; text_pair_column needs CSV/TSV/JSONL/Parquet",
                              file=path)
-        text = read_text(path, encoding)
-        rows = []
-        # split on "\n" only: str.splitlines() would also split on characters such as U+0085,
+        # lines end at "\n" only: str.splitlines() would also split on characters such as U+0085,
         # which a Latin-1 file can contain, and shift every line number after it
-        for lineno, line in enumerate(text.split("\n"), 1):
+        for lineno, line in iter_lines(path, encoding, part, breaks="newline"):
             line = line.rstrip("\r")
             if not line.strip():
                 continue
@@ -196,50 +194,64 @@ class ClassificationTask(Task):
                     raise _error_at(where, f"expected a TREC 'COARSE:fine' label, got {raw!r}",
                                     hint="use task_options.line_format=label_text for '<label> <text>' lines")
                 raw = t.group(1) if o.line_format == "trec_coarse" else raw
-            rows.append({"text": body, "label": self._label(raw, where), "source": where})
-        return rows
+            yield {"text": body, "label": self._label(raw, where), "source": where}
 
-    def read(self, path: str, split: str, fmt: str = "auto", encoding: str = "utf-8"):
-        from datasets import Dataset
-
-        o = self.options
-        path = resolve_packaged(path)
+    def _format(self, path: str, fmt: str) -> str:
         fmt = detect_format(path, fmt, default_text="lines")
-        if fmt == "lines":
-            if o.line_format is None:
-                raise FtkitError(
-                    "cannot tell how to read this file (not .csv/.tsv/.jsonl/.parquet)", file=path,
-                    hint="for '<label> <text>' lines (SST-2 stsa.binary) set task_options.line_format=label_text; "
-                         "for TREC files trec_coarse or trec_fine",
-                )
-            rows = self._from_lines(path, encoding)
-        elif fmt in STRUCTURED:
-            rows = self._from_records(path, fmt, split, encoding)
-        else:
+        if fmt == "lines" and self.options.line_format is None:
+            raise FtkitError(
+                "cannot tell how to read this file (not .csv/.tsv/.jsonl/.parquet)", file=path,
+                hint="for '<label> <text>' lines (SST-2 stsa.binary) set task_options.line_format=label_text; "
+                     "for TREC files trec_coarse or trec_fine",
+            )
+        if fmt != "lines" and fmt not in STRUCTURED:
             raise FtkitError(f"data format '{fmt}' does not hold classification data", file=path,
                              hint="use csv, tsv, jsonl, parquet, a datasets folder, or a line file with "
                                   "task_options.line_format")
-        if not rows:
+        return fmt
+
+    def iter_examples(self, path: str, split: str, fmt: str = "auto", encoding: str = "utf-8",
+                      part: Part = WHOLE) -> Iterator[dict[str, Any]]:
+        path = resolve_packaged(path)
+        fmt = self._format(path, fmt)
+        if fmt == "lines":
+            yield from self._from_lines(path, encoding, part)
+        else:
+            yield from self._from_records(path, fmt, split, encoding, part)
+
+    def example_features(self):
+        from datasets import Features, List, Value
+
+        o = self.options
+        columns = {"text": Value("string")}
+        if o.text_pair_column:
+            columns["text_pair"] = Value("string")
+        columns["label"] = List(Value("string")) if o.multi_label else Value("string")
+        columns["source"] = Value("string")
+        return Features(columns)
+
+    def parts(self, path: str, split: str, fmt: str, encoding: str, n: int) -> list[Part]:
+        path = resolve_packaged(path)
+        fmt = self._format(path, fmt)
+        if fmt in ("lines", "jsonl"):
+            return plan_parts(path, n, encoding, boundary="line", breaks="newline" if fmt == "lines" else "unicode")
+        return [WHOLE]
+
+    def observe(self, profile: Profile, example: dict[str, Any]) -> None:
+        super().observe(profile, example)
+        where = profile.where(example)
+        for lab in (example["label"] if self.options.multi_label else [example["label"]]):
+            profile.label(lab, where)
+
+    def check_split(self, profile: Profile, path: str, split: str) -> None:
+        if profile.count == 0:
             raise FtkitError("no examples found", file=path)
         if split == "train":
-            self._check_train_labels(rows, path)
-        columns = ["text"] + (["text_pair"] if o.text_pair_column else []) + ["label", "source"]
-        if o.multi_label and not any(r["label"] for r in rows):
-            # all-empty label lists: give the column an explicit type
-            from datasets import Features, Sequence, Value
+            self._check_train_labels(profile, path)
 
-            feats = Features({c: Sequence(Value("string")) if c == "label" else Value("string") for c in columns})
-            return Dataset.from_dict({c: [r[c] for r in rows] for c in columns}, features=feats)
-        return Dataset.from_dict({c: [r[c] for r in rows] for c in columns})
-
-    def _check_train_labels(self, rows: list[dict[str, Any]], path: str) -> None:
+    def _check_train_labels(self, profile: Profile, path: str) -> None:
         o = self.options
-        counts: Counter = Counter()
-        first: dict[str, str] = {}
-        for r in rows:
-            for lab in (r["label"] if o.multi_label else [r["label"]]):
-                counts[lab] += 1
-                first.setdefault(lab, r["source"])
+        counts, first = profile.labels, profile.first
         if not counts:
             raise FtkitError("the training data has no labels at all (every label list is empty)", file=path)
         if len(counts) == 1 and not o.multi_label:
@@ -255,13 +267,8 @@ class ClassificationTask(Task):
                      "--set task_options.min_examples_per_label=1",
             )
 
-    def _example_labels(self, examples) -> list[list[str]]:
-        if self.options.multi_label:
-            return [list(x) for x in examples["label"]]
-        return [[x] for x in examples["label"]]
-
     def labels(self, train) -> list[str]:
-        seen = {lab for labs in self._example_labels(train) for lab in labs}
+        seen = set(self.profile(train, "train").labels)
         names = self.options.label_names
         if names is not None:
             ordered = list(dict.fromkeys(names.values()))
@@ -270,19 +277,21 @@ class ClassificationTask(Task):
 
     def check_labels(self, examples, labels: list[str], source: str) -> None:
         known = set(labels)
-        for labs, where in zip(self._example_labels(examples), examples["source"]):
-            for lab in labs:
-                if lab not in known:
-                    shown = ", ".join(labels[:20]) + (", ..." if len(labels) > 20 else "")
-                    raise _error_at(where, f"label '{lab}' never occurs in the training data",
-                                    hint=f"known labels: {shown}")
+        p = self.profile(examples)
+        # profile.first keeps the order in which labels first occur: the first unseen one in reading order
+        lab = next((lab for lab in p.first if lab not in known), None)
+        if lab is not None:
+            shown = ", ".join(labels[:20]) + (", ..." if len(labels) > 20 else "")
+            raise _error_at(p.first[lab], f"label '{lab}' never occurs in the training data",
+                            hint=f"known labels: {shown}")
 
     def example_text(self, example: dict[str, Any]) -> str:
         return example["text"] + ("\t" + example["text_pair"] if example.get("text_pair") else "")
 
     def data_summary(self, examples, split: str = "") -> dict[str, Any]:
-        counts = Counter(lab for labs in self._example_labels(examples) for lab in labs)
-        summary: dict[str, Any] = {"examples": len(examples), "labels": dict(sorted(counts.items()))}
+        p = self.profile(examples, split)
+        counts = p.labels
+        summary: dict[str, Any] = {"examples": p.count, "labels": dict(sorted(counts.items()))}
         if len(counts) > 1:
             # largest class over smallest (of the labels present): 1.0 is balanced; macro F1 weighs classes equally
             ranked = counts.most_common()
@@ -313,7 +322,6 @@ class ClassificationTask(Task):
         window = o.long_text == "window"
         budget = max_length - tokenizer.num_special_tokens_to_add(pair=pair)
         stride = min(o.window_stride, max(budget // 2 - 1, 0))
-        truncated = [0]
 
         def target(label):
             if o.multi_label:
@@ -334,22 +342,23 @@ class ClassificationTask(Task):
                     raise FtkitError(f"cannot split a long text into windows: {str(e).splitlines()[0][:200]}",
                                      hint="windows slide over the second text of a pair; the first must fit") from None
                 mapping = enc.pop("overflow_to_sample_mapping")
+                cut = [0] * len(mapping)
             else:
                 enc = tokenizer(texts, pairs, truncation=True, max_length=max_length)
                 mapping = list(range(len(texts)))
-                truncated[0] += sum(1 for e in enc.encodings if e.overflowing)
+                cut = [int(bool(e.overflowing)) for e in enc.encodings]
             out = {k: list(v) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+            out["truncated"] = cut  # counted after the map (worker processes keep no shared counter)
             out["example_id"] = [indices[i] for i in mapping]
             out["length"] = [len(ids) for ids in out["input_ids"]]
             if has_labels:
                 out["labels"] = [target(batch["label"][i]) for i in mapping]
             return out
 
-        features = examples.map(
-            encode_batch, batched=True, with_indices=True, remove_columns=examples.column_names, desc="Tokenizing",
-        )
-        if truncated[0]:
-            print(f"  note: {truncated[0]} of {len(examples)} texts are longer than the {max_length}-sub-token window "
+        features = map_examples(examples, encode_batch, remove_columns=examples.column_names)
+        truncated = column_sum(features, "truncated")
+        if truncated:
+            print(f"  note: {truncated} of {len(examples)} texts are longer than the {max_length}-sub-token window "
                   f"and were truncated (task_options.long_text=window keeps all of the text)",
                   file=sys.stderr, flush=True)
         return features
@@ -449,6 +458,35 @@ class ClassificationTask(Task):
                   "f1": report[lab]["f1-score"], "support": int(report[lab]["support"])}
             for lab in labels if lab in report
         }
+
+    error_analysis = "the most confident mistakes"
+
+    def prediction_rows(self, examples, predictions: list[dict[str, Any]], facts: Facts) -> list[dict[str, Any]]:
+        """Per text: gold and predicted label(s) with the model's probabilities; a mistake's severity is the
+        confidence of the wrong call (single-label: the predicted label's probability; multi-label: the
+        largest distance of a wrong label's score from 0 or 1)."""
+        o = self.options
+        rows = []
+        for i, (ex, pred) in enumerate(zip(examples, predictions)):
+            probs = pred["probabilities"]
+            fields = [text_field(o.text_column, ex["text"])]
+            if "text_pair" in ex and ex["text_pair"] is not None:
+                fields.append(text_field(o.text_pair_column or "text_pair", ex["text_pair"]))
+            if o.multi_label:
+                gold = set(ex["label"])
+                wrong = [lab for lab in facts.labels if (lab in gold) != (lab in pred["label"])]
+                severity = max((abs(probs[lab] - (lab in gold)) for lab in wrong), default=0.0)
+                note = f"wrong: {', '.join(wrong)}" if wrong else "all labels right"
+                gold_out: Any = sorted(gold)
+            else:
+                wrong = [] if pred["label"] == ex["label"] else [pred["label"]]
+                severity = probs[pred["label"]] if wrong else 0.0
+                note = f"confidence {probs[pred['label']]:.2f}"
+                gold_out = ex["label"]
+            rows.append(example_row(i, correct=not wrong, severity=severity, note=note, fields=fields,
+                                    gold=gold_out, predicted=pred["label"],
+                                    probabilities={k: round(v, 4) for k, v in probs.items()}))
+        return rows
 
     def format_table(self, m: dict[str, Any]) -> str:
         width = max([12] + [len(k) + 2 for k in m["per_label"]])

@@ -13,16 +13,19 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import numpy as np
 from pydantic import Field
 
-from ftkit.data.conll import TAG_RE, detect_scheme, read_conll, to_iob2
+from ftkit.data.conll import TAG_RE, detect_scheme, iter_conll, to_iob2
+from ftkit.data.lines import WHOLE, Part, plan_parts
+from ftkit.data.parallel import map_examples
+from ftkit.data.profile import Profile
 from ftkit.data.records import detect_format, iter_records
 from ftkit.errors import FtkitError
 from ftkit.recipes import resolve_packaged
-from ftkit.tasks.base import Facts, Task, TaskOptions
+from ftkit.tasks.base import Facts, Task, TaskOptions, example_row, span, text_field
 
 WORD_RE = re.compile(r"\w+(?:[-'’.]\w+)*|[^\w\s]", re.UNICODE)
 
@@ -124,17 +127,26 @@ class NerTask(Task):
     description = "named-entity recognition (CoNLL/JSONL/CSV/Parquet; seqeval entity F1)"
 
     # ---- data -------------------------------------------------------------
-    def _sentences(self, path: str, split: str, fmt: str, encoding: str) -> list[dict[str, Any]]:
+    def iter_examples(self, path: str, split: str, fmt: str = "auto", encoding: str = "utf-8",
+                      part: Part = WHOLE) -> Iterator[dict[str, Any]]:
+        for row in self._sentences(path, split, fmt, encoding, part):
+            # Each sentence is normalised on its own evidence (E-/S- tags: BIOES; a chunk opened by I-: IOB1).
+            # That equals detecting one scheme for the whole file: the BIOES conversion includes the IOB1 one,
+            # which changes nothing in IOB2. The input scheme is kept per sentence for the data summary.
+            declared = self.options.tag_scheme
+            row["tag_scheme"] = declared if declared != "auto" else detect_scheme([row["tags"]])
+            row["tags"] = to_iob2(row["tags"], row["tag_scheme"])
+            yield row
+
+    def _sentences(self, path: str, split: str, fmt: str, encoding: str, part: Part) -> Iterator[dict[str, Any]]:
         o = self.options
         path = resolve_packaged(path)
         fmt = detect_format(path, fmt, default_text="conll")
         if fmt == "conll":
-            return [
-                {"tokens": s.tokens, "tags": s.tags, "source": f"{path}:{s.line}"}
-                for s in read_conll(path, o.tag_column, encoding)
-            ]
-        rows = []
-        for rec in iter_records(path, fmt, split, encoding):
+            for s in iter_conll(path, o.tag_column, encoding, part):
+                yield {"tokens": s.tokens, "tags": s.tags, "source": f"{path}:{s.line}"}
+            return
+        for rec in iter_records(path, fmt, split, encoding, part):
             d = rec.data
             for key in (o.tokens_field, o.tags_field):
                 if key not in d:
@@ -158,59 +170,76 @@ class NerTask(Task):
             for t in tags:
                 if not TAG_RE.match(t):
                     raise rec.error(f"invalid tag {t!r}", hint="tags are O or B-/I-/E-/S- followed by a type")
-            rows.append({"tokens": tokens, "tags": tags, "source": rec.where})
-        if not rows:
+            yield {"tokens": tokens, "tags": tags, "source": rec.where}
+
+    def example_features(self):
+        from datasets import Features, List, Value
+
+        return Features({"tokens": List(Value("string")), "tags": List(Value("string")), "source": Value("string"),
+                         "tag_scheme": Value("string")})
+
+    def parts(self, path: str, split: str, fmt: str, encoding: str, n: int) -> list[Part]:
+        path = resolve_packaged(path)
+        fmt = detect_format(path, fmt, default_text="conll")
+        if fmt == "conll" and self.options.tag_column == -1:  # another tag column: every line is checked against the first
+            return plan_parts(path, n, encoding, boundary="blank", breaks="unicode")
+        if fmt == "jsonl":
+            return plan_parts(path, n, encoding, boundary="line", breaks="unicode")
+        return [WHOLE]
+
+    def observe(self, profile: Profile, example: dict[str, Any]) -> None:
+        super().observe(profile, example)
+        where = profile.where(example)
+        profile.total("tokens", len(example["tokens"]))
+        for t in example["tags"]:
+            if t != "O":
+                kind = t[2:]
+                if kind not in profile.first:
+                    profile.note("tag:" + kind, t)  # as first written, for messages
+                # entities are counted by their B- tag; a type seen only inside I- tags still is a type
+                profile.label(kind, where, 1 if t[0] == "B" else 0)
+        if example.get("tag_scheme"):
+            profile.flags.add("scheme:" + example["tag_scheme"])
+
+    def check_split(self, profile: Profile, path: str, split: str) -> None:
+        if profile.count == 0:
             raise FtkitError("no sentences found", file=path)
-        return rows
-
-    def read(self, path: str, split: str, fmt: str = "auto", encoding: str = "utf-8"):
-        from datasets import Dataset
-
-        rows = self._sentences(path, split, fmt, encoding)
-        declared = self.options.tag_scheme
-        for r in rows:
-            # Each sentence is normalised on its own evidence (E-/S- tags: BIOES; a chunk opened by I-: IOB1).
-            # That equals detecting one scheme for the whole file: the BIOES conversion includes the IOB1 one,
-            # which changes nothing in IOB2. The input scheme is kept per sentence for the data summary.
-            r["tag_scheme"] = declared if declared != "auto" else detect_scheme([r["tags"]])
-            r["tags"] = to_iob2(r["tags"], r["tag_scheme"])
-        return Dataset.from_list(rows)
 
     def labels(self, train) -> list[str]:
-        types = sorted({t[2:] for tags in train["tags"] for t in tags if t != "O"})
+        types = sorted(self.profile(train, "train").labels)
         if not types:
             raise FtkitError("the training data has no entities (every tag is O)")
         return ["O"] + [f"{p}-{t}" for t in types for p in ("B", "I")]
 
     def check_labels(self, examples, labels: list[str], source: str) -> None:
         known = {lab[2:] for lab in labels if lab != "O"}
-        for tags, where in zip(examples["tags"], examples["source"]):
-            for t in tags:
-                if t != "O" and t[2:] not in known:
-                    raise FtkitError(
-                        f"{where}: entity type '{t[2:]}' ({t}) never occurs in the training data",
-                        hint=f"known types: {', '.join(sorted(known))}",
-                    )
+        p = self.profile(examples)
+        # profile.first keeps the order in which labels first occur: the first unseen one in reading order
+        t = next((t for t in p.first if t not in known), None)
+        if t is not None:
+            raise FtkitError(
+                f"{p.first[t]}: entity type '{t}' ({p.notes.get('tag:' + t, t)}) never occurs in the training data",
+                hint=f"known types: {', '.join(sorted(known))}",
+            )
 
     def example_text(self, example: dict[str, Any]) -> str:
         return " ".join(example["tokens"])
 
     def lint(self, examples, split: str) -> list[tuple[str, str]]:
         problems = super().lint(examples, split)
-        if len(examples) and all(t == "O" for tags in examples["tags"] for t in tags):
+        p = self.profile(examples, split)
+        if p.count and not p.labels:
             problems.append((f"{split} data", "no entities at all in this split"))
         return problems
 
     def data_summary(self, examples, split: str = "") -> dict[str, Any]:
-        from collections import Counter
-
-        counts = Counter(t[2:] for tags in examples["tags"] for t in tags if t.startswith("B-"))
-        schemes = set(examples["tag_scheme"]) if "tag_scheme" in examples.column_names else set()
+        p = self.profile(examples, split)
+        schemes = {f.split(":", 1)[1] for f in p.flags if f.startswith("scheme:")}
         return {
-            "sentences": len(examples),
+            "sentences": p.count,
             **({"tag_scheme": next(s for s in ("bioes", "iob1", "iob2") if s in schemes)} if schemes else {}),
-            "tokens": sum(len(t) for t in examples["tokens"]),
-            "entities": dict(sorted(counts.items())),
+            "tokens": p.counts["tokens"],
+            "entities": {t: n for t, n in sorted(p.labels.items()) if n},
         }
 
     # ---- model ------------------------------------------------------------
@@ -280,14 +309,7 @@ class NerTask(Task):
                     add(feature(wenc, 0, start, tags), ex_id)
             return out
 
-        keep = set()
-        return examples.map(
-            encode_batch,
-            batched=True,
-            with_indices=True,
-            remove_columns=[c for c in examples.column_names if c not in keep],
-            desc="Tokenizing",
-        )
+        return map_examples(examples, encode_batch, remove_columns=examples.column_names)
 
     def reduce_logits(self, logits, facts: Facts):
         import torch
@@ -327,6 +349,34 @@ class NerTask(Task):
 
         return metrics.compute("seqeval_entities", predictions=[[tag for tag, _ in p] for p in predictions],
                                references=[list(t) for t in examples["tags"]])
+
+    error_analysis = "sentences with the most entity errors (missed, spurious or mislabelled entities)"
+
+    def prediction_rows(self, examples, predictions, facts: Facts) -> list[dict[str, Any]]:
+        """Per sentence: the words joined by spaces with gold and predicted entities as character spans;
+        severity = entities not found exactly as in gold + predicted entities not in gold."""
+        rows = []
+        for i, (words, gold_tags, pred) in enumerate(zip(examples["tokens"], examples["tags"], predictions)):
+            starts, pos = [], 0
+            for w in words:
+                starts.append(pos)
+                pos += len(w) + 1
+            gold = {(t, s, e) for t, s, e, _ in entities(words, gold_tags, [1.0] * len(words))}
+            found = {(t, s, e): sc for t, s, e, sc in entities(words, [t for t, _ in pred], [sc for _, sc in pred])}
+            errors = len(gold - set(found)) + len(set(found) - gold)
+
+            def spans(ents, source):
+                return [span(starts[s], starts[e - 1] + len(words[e - 1]), t, source)
+                        for t, s, e in sorted(ents, key=lambda x: x[1])]
+
+            def names(ents):
+                return [f"{t}: {' '.join(words[s:e])}" for t, s, e in sorted(ents, key=lambda x: x[1])]
+
+            rows.append(example_row(
+                i, correct=errors == 0, severity=errors, note=f"{errors} entity error{'s' if errors != 1 else ''}",
+                fields=[text_field("sentence", " ".join(words), spans(gold, "gold") + spans(found, "predicted"))],
+                gold=names(gold), predicted=names(found)))
+        return rows
 
     def format_table(self, m: dict[str, Any]) -> str:
         lines = [f"{'type':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]

@@ -25,15 +25,19 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
 
+from ftkit.data.lines import WHOLE, Part, codec_name
+from ftkit.data.parallel import map_examples
+from ftkit.data.profile import Profile
 from ftkit.data.records import detect_format, iter_records, read_text
 from ftkit.errors import FtkitError
 from ftkit.recipes import resolve_packaged
-from ftkit.tasks.base import Facts, Task, TaskOptions
+from ftkit.tasks.base import Facts, Task, TaskOptions, example_row, span, text_field
 
 SLICE_RE = re.compile(r"^\s*(-?\d+)?\s*(:)?\s*(-?\d+)?\s*$")
 LABELS = ["start", "end"]
@@ -165,9 +169,13 @@ def read_squad_json(obj: dict[str, Any], path: str, articles: str | None) -> lis
     data = obj.get("data")
     if not isinstance(data, list):
         raise FtkitError("'data' must be a list of articles", file=path)
-    rows = []
-    for a_i in _select(list(range(len(data))), articles, path):
-        article = data[a_i]
+    chosen = _select(list(range(len(data))), articles, path)
+    return list(_squad_rows(((a_i, data[a_i]) for a_i in chosen), path))
+
+
+def _squad_rows(articles: Iterable[tuple[int, Any]], path: str) -> Iterator[dict[str, Any]]:
+    """The questions of SQuAD articles ``(index, article)``, validated, one at a time."""
+    for a_i, article in articles:
         if not isinstance(article, dict) or not isinstance(article.get("paragraphs"), list):
             raise FtkitError(f"article {a_i} has no 'paragraphs' list", file=path)
         title = str(article.get("title", ""))
@@ -196,24 +204,131 @@ def read_squad_json(obj: dict[str, Any], path: str, articles: str | None) -> lis
                     raise err("is_impossible is true, but the question has answers")
                 row = _check_question(qid, title, qa.get("question"), context, texts, starts, err)
                 row["source"] = f"{path}: question {qid}"
-                rows.append(row)
-    return rows
+                yield row
 
 
-def read_flat(path: str, fmt: str, split: str, encoding: str, articles: str | None) -> list[dict[str, Any]]:
-    records = list(iter_records(path, fmt, split, encoding))
+#: a .json/.jsonl file up to this size is parsed whole to tell a SQuAD document from JSON Lines
+WHOLE_JSON_BYTES = 1 << 20
+_VALUE_STARTS = {"start_map", "start_array", "string", "number", "boolean", "null"}
+
+
+def _json_layout(path: str, encoding: str) -> tuple[str, Any]:
+    """How to read a .json/.jsonl QA file, decided as parsing the whole text would: ``("lines", None)``
+    (JSON Lines), ``("object", obj)`` (a SQuAD document already parsed) or ``("stream", None)`` (a large
+    SQuAD document, read with an incremental parser)."""
+    from ftkit.data.lines import line_by_line, peek_text
+
+    size = Path(path).stat().st_size if Path(path).is_file() else 0
+    if size <= WHOLE_JSON_BYTES or codec_name(encoding) != "utf-8" or not line_by_line(encoding):
+        obj = _parse_squad_json(read_text(path, encoding), path)
+        return ("lines", None) if obj is None else ("object", obj)
+    body = peek_text(path, encoding, WHOLE_JSON_BYTES).lstrip()
+    if not body.startswith("{"):
+        return ("lines", None) if body else ("object", _whole_json(path, encoding))
+    if "\n" in body:
+        first, rest = body.split("\n", 1)
+        try:
+            json.loads(first)
+        except json.JSONDecodeError:
+            return "stream", None
+        # a complete first line and more after it: JSON Lines (parsing the whole text says "Extra data")
+        return ("lines", None) if rest.strip() else ("object", _whole_json(path, encoding))
+    return "stream", None  # one long line: a SQuAD document (official SQuAD files are one line)
+
+
+def _whole_json(path: str, encoding: str):
+    """What parsing the whole text decides (for the rare file the streaming checks cannot tell)."""
+    obj = _parse_squad_json(read_text(path, encoding), path)
+    return obj if obj is not None else _LINES
+
+
+_LINES = object()
+
+
+def _open_json(path: str, encoding: str):
+    from ftkit.data.lines import BOM, open_binary
+
+    f = open_binary(path)
+    if f.read(3) != BOM or encoding.lower().replace("_", "-") not in ("utf-8", "utf8"):
+        f.seek(0)
+    return f
+
+
+def _squad_stream_plan(path: str, encoding: str) -> dict[str, Any]:
+    """One pass over the parse events of a large SQuAD document (it is validated whole before any
+    question is read): top-level keys, the last "version", and where the items of the last "data" list are."""
+    import ijson
+
+    keys, version, item_total, last_start, data_is_list = set(), None, 0, None, None
+    with _open_json(path, encoding) as f:
+        for prefix, event, value in ijson.parse(f, use_float=True):
+            if prefix == "" and event == "map_key":
+                keys.add(value)
+            elif prefix == "version" and event in _VALUE_STARTS:
+                version = value if event not in ("start_map", "start_array") else None
+            elif prefix == "data" and event in _VALUE_STARTS:
+                data_is_list, last_start = event == "start_array", item_total
+            elif prefix == "data.item" and event in _VALUE_STARTS:
+                item_total += 1
+    return {"keys": keys, "version": version, "data_is_list": data_is_list,
+            "skip": last_start or 0, "articles": item_total - (last_start or 0)}
+
+
+def iter_squad_stream(path: str, encoding: str, articles: str | None) -> tuple[bool, Iterator[dict[str, Any]]] | None:
+    """``(declared_v2, rows)`` of a large SQuAD document, streamed article by article; None when it
+    turns out to be JSON Lines. A malformed document is reported as parsing it whole reports it."""
+    import ijson
+
+    try:
+        plan = _squad_stream_plan(path, encoding)
+    except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError, ValueError):
+        obj = _whole_json(path, encoding)  # raises the error with its line and column
+        if obj is _LINES:
+            return None
+        return _declared_v2(obj), iter(read_squad_json(obj, path, articles))
+    if plan["data_is_list"] is None:
+        if "question" in plan["keys"] or "context" in plan["keys"]:
+            return None  # a one-record JSON Lines file
+        raise FtkitError("not a SQuAD file: no top-level 'data' list (and not one flat record per line)",
+                         file=path, hint="expected SQuAD JSON or JSONL records with question/context/answers")
+    if not plan["data_is_list"]:
+        raise FtkitError("'data' must be a list of articles", file=path)
+    chosen = _select(range(plan["articles"]), articles, path)
+
+    def articles_of():
+        from itertools import islice
+
+        with _open_json(path, encoding) as f:
+            items = islice(ijson.items(f, "data.item", use_float=True), plan["skip"], None)
+            for a_i, article in enumerate(items):
+                if a_i in chosen:
+                    yield a_i, article
+
+    return _declared_v2({"version": plan["version"]} if plan["version"] is not None else {}), \
+        _squad_rows(articles_of(), path)
+
+
+def _declared_v2(obj: dict[str, Any]) -> bool:
+    """The file says "version": "2.0" (read by resolve_options)."""
+    return str(obj.get("version", "")).lower().lstrip("v").startswith("2")
+
+
+def iter_flat(path: str, fmt: str, split: str, encoding: str, articles: str | None,
+              part: Part = WHOLE) -> Iterator[dict[str, Any]]:
+    keep = None
     if articles is not None:
+        # articles are the records' titles in order of first appearance: one pass to learn them
         order: dict[str, int] = {}
-        for rec in records:
+        for rec in iter_records(path, fmt, split, encoding):
             title = rec.data.get("title")
             if title is None:
                 raise rec.error("task_options.articles needs a 'title' field in every record (it names the article)")
             order.setdefault(str(title), len(order))
         keep = set(_select(list(order), articles, path))
-        records = [r for r in records if str(r.data.get("title")) in keep]
-    rows = []
-    for rec in records:
+    for rec in iter_records(path, fmt, split, encoding, part):
         d = rec.data
+        if keep is not None and str(d.get("title")) not in keep:
+            continue
         qid = str(d["id"]) if d.get("id") is not None else str(rec.index)
 
         def err(msg, hint=None, rec=rec, qid=qid):
@@ -229,8 +344,11 @@ def read_flat(path: str, fmt: str, split: str, encoding: str, articles: str | No
         row = _check_question(qid, str(d.get("title") or ""), d.get("question"), d.get("context"), texts, starts,
                               err)
         row["source"] = rec.where
-        rows.append(row)
-    return rows
+        yield row
+
+
+def read_flat(path: str, fmt: str, split: str, encoding: str, articles: str | None) -> list[dict[str, Any]]:
+    return list(iter_flat(path, fmt, split, encoding, articles))
 
 
 # ---------------------------------------------------------------------------
@@ -292,37 +410,61 @@ class QaTask(Task):
     description = "extractive question answering (SQuAD v1.1/v2.0; official exact match and F1)"
 
     # ---- data -------------------------------------------------------------
-    def read(self, path: str, split: str, fmt: str = "auto", encoding: str = "utf-8"):
-        from datasets import Dataset
-
+    def iter_examples(self, path: str, split: str, fmt: str = "auto", encoding: str = "utf-8",
+                      part: Part = WHOLE) -> Iterator[dict[str, Any]]:
         o = self.options
         path = resolve_packaged(path)
         fmt = detect_format(path, fmt, default_text="jsonl")
         articles = o.articles.get(split)
-        declared_v2 = False
         if fmt == "conll":
             raise FtkitError("the qa task reads SQuAD JSON, JSONL, Parquet or `datasets` folders, not CoNLL",
                              file=path)
-        obj = _parse_squad_json(read_text(path, encoding), path) if fmt == "jsonl" else None
-        if obj is not None:
-            declared_v2 = str(obj.get("version", "")).lower().lstrip("v").startswith("2")
-            rows = read_squad_json(obj, path, articles)
-        else:
-            rows = read_flat(path, fmt, split, encoding, articles)
-        if not rows:
-            raise FtkitError("no questions found", file=path)
+        declared_v2, rows = False, None
+        if fmt == "jsonl":
+            layout, obj = _json_layout(path, encoding)
+            if layout == "object" and obj is not _LINES:
+                declared_v2, rows = _declared_v2(obj), iter(read_squad_json(obj, path, articles))
+            elif layout == "stream":
+                streamed = iter_squad_stream(path, encoding, articles)
+                if streamed is not None:
+                    declared_v2, rows = streamed
+        if rows is None:
+            rows = iter_flat(path, fmt, split, encoding, articles, part)
+        for row in rows:
+            row["squad_v2"] = declared_v2  # the file says "version": "2.0" (read by resolve_options)
+            yield row
 
-        for r in rows:
-            r["squad_v2"] = declared_v2  # the file says "version": "2.0" (read by resolve_options)
-        no_answer = [r for r in rows if not r["answers"]["text"]]
-        if no_answer and o.version_2_with_negative is False:
+    def example_features(self):
+        from datasets import Features, List, Value
+
+        text = Value("string")
+        return Features({"id": text, "title": text, "question": text, "context": text,
+                         "answers": {"text": List(text), "answer_start": List(Value("int64"))},
+                         "source": text, "squad_v2": Value("bool")})
+
+    def observe(self, profile: Profile, example: dict[str, Any]) -> None:
+        super().observe(profile, example)
+        answers = example["answers"]["text"]
+        profile.total("answers", len(answers))
+        if not answers:
+            profile.total("unanswerable")
+            profile.note("first_unanswerable", example["id"])
+        profile.value("contexts", example["context"])
+        profile.value("articles", example["title"])
+        if example.get("squad_v2"):
+            profile.flags.add("squad_v2")
+
+    def check_split(self, profile: Profile, path: str, split: str) -> None:
+        if profile.count == 0:
+            raise FtkitError("no questions found", file=path)
+        n = profile.counts["unanswerable"]
+        if n and self.options.version_2_with_negative is False:
             raise FtkitError(
-                f"{len(no_answer)} question{'s have' if len(no_answer) > 1 else ' has'} no answer "
-                f"(first: question {no_answer[0]['id']}), but version_2_with_negative is false",
+                f"{n} question{'s have' if n > 1 else ' has'} no answer "
+                f"(first: question {profile.notes['first_unanswerable']}), but version_2_with_negative is false",
                 file=path, hint="for SQuAD 2.0 style data set task_options.version_2_with_negative=true "
                                 "(it is detected from the training data)",
             )
-        return Dataset.from_list(rows)
 
     def labels(self, train) -> list[str]:
         # No label set: the two outputs of the head are the start and end logits.
@@ -332,13 +474,13 @@ class QaTask(Task):
         return f"{example['question']}\t{example['context']}"
 
     def data_summary(self, examples, split: str = "") -> dict[str, Any]:
-        answers = examples["answers"]
+        p = self.profile(examples, split)
         return {
-            "questions": len(examples),
-            "contexts": len(set(examples["context"])),
-            "articles": len(set(examples["title"])),
-            "unanswerable": sum(1 for a in answers if not a["text"]),
-            "answers": sum(len(a["text"]) for a in answers),
+            "questions": p.count,
+            "contexts": p.distinct.get("contexts", 0),
+            "articles": p.distinct.get("articles", 0),
+            "unanswerable": p.counts["unanswerable"],
+            "answers": p.counts["answers"],
         }
 
     @property
@@ -350,7 +492,8 @@ class QaTask(Task):
         question without an answer, or a file that declares version 2."""
         if self.options.version_2_with_negative is not None:
             return self.options
-        detected = any(not a["text"] for a in train["answers"]) or any(train["squad_v2"])
+        p = self.profile(train, "train")
+        detected = p.counts["unanswerable"] > 0 or "squad_v2" in p.flags
         return self.options.model_copy(update={"version_2_with_negative": detected})
 
     # ---- model ------------------------------------------------------------
@@ -411,8 +554,7 @@ class QaTask(Task):
                     out["end_positions"].append(span[1] if span else null)
             return out
 
-        return examples.map(encode_batch, batched=True, with_indices=True, remove_columns=examples.column_names,
-                            desc="Tokenizing")
+        return map_examples(examples, encode_batch, remove_columns=examples.column_names)
 
     def reduce_logits(self, logits, facts: Facts):
         import torch
@@ -484,6 +626,27 @@ class QaTask(Task):
                                    "support": m[f"{key}_total"]}
         m["per_label"] = per_label
         return m
+
+    error_analysis = "questions with the lowest F1: gold and predicted answers in their context"
+
+    def prediction_rows(self, examples, predictions, facts: Facts) -> list[dict[str, Any]]:
+        """Per question: the question, and the context with every gold answer and the predicted span marked;
+        severity = 1 - the question's F1 (official normalisation, max over the gold answers)."""
+        from ftkit.metrics.squad import squad_scores
+
+        rows = []
+        for i, (ex, pred) in enumerate(zip(examples, predictions)):
+            answers = ex["answers"]
+            golds = list(answers["text"])
+            m = squad_scores([golds], [pred["text"]], self.version_2 or not golds)
+            marks = [span(s, s + len(t), "gold", "gold") for t, s in zip(answers["text"], answers["answer_start"])]
+            if pred["start"] is not None:
+                marks.append(span(pred["start"], pred["end"], "predicted", "predicted"))
+            fields = [text_field("question", ex["question"]), text_field("context", ex["context"], marks)]
+            rows.append(example_row(i, correct=m["exact_match"] == 1.0, severity=1.0 - m["f1"],
+                                    note=f"F1 {m['f1']:.2f}", fields=fields, gold=golds or ["(no answer)"],
+                                    predicted=pred["text"] or "(no answer)", id=ex.get("id", "")))
+        return rows
 
     def format_table(self, m: dict[str, Any]) -> str:
         lines = [f"{'':<8}{'exact':>10}{'f1':>10}{'questions':>11}",

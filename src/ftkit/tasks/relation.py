@@ -31,16 +31,18 @@ micro-F1 excluding the negative label, accuracy, a per-label report and the conf
 from __future__ import annotations
 
 import re
-from collections import Counter
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import numpy as np
 from pydantic import Field
 
-from ftkit.data.records import detect_format, iter_records, read_text
+from ftkit.data.lines import WHOLE, Part, iter_lines, peek_text, plan_parts
+from ftkit.data.parallel import has_nulls, map_examples
+from ftkit.data.profile import Profile
+from ftkit.data.records import detect_format, iter_records
 from ftkit.errors import FtkitError
 from ftkit.recipes import resolve_packaged
-from ftkit.tasks.base import Facts, Task, TaskOptions
+from ftkit.tasks.base import Facts, Task, TaskOptions, example_row, span, text_field
 
 E1, E1_END, E2, E2_END = MARKERS = ("<e1>", "</e1>", "<e2>", "</e2>")
 MARKER_RE = re.compile(r"</?e[12]>")
@@ -157,17 +159,18 @@ def unwrap_semeval_sentence(line: str) -> str:
 
 
 def read_semeval(path: str, encoding: str = "utf-8") -> list[dict[str, Any]]:
-    """Records of a SemEval-2010 Task 8 file: sentence line, label line, optional comment, blank line."""
-    text = read_text(path, encoding)
-    lines = [line.rstrip("\r") for line in text.replace("\r\n", "\n").split("\n")]
-    rows: list[dict[str, Any]] = []
-    i, n = 0, len(lines)
-    while i < n:
-        line = lines[i]
+    return list(iter_semeval(path, encoding))
+
+
+def iter_semeval(path: str, encoding: str = "utf-8", part: Part = WHOLE) -> Iterator[dict[str, Any]]:
+    """Records of a SemEval-2010 Task 8 file (or of one part of it, cut after a blank line), one at a time:
+    sentence line, label line, optional comment, blank line."""
+    lines = _Lookahead(iter_lines(path, encoding, part, breaks="newline"))
+    while (current := lines.get(0)) is not None:
+        lineno, line = current
         if not line.strip():
-            i += 1
+            lines.advance(1)
             continue
-        lineno = i + 1
         m = SENTENCE_LINE_RE.match(line)
         if not m:
             what = "a label line without a sentence" if LABEL_LINE_RE.match(line.strip()) else "unexpected line"
@@ -176,25 +179,50 @@ def read_semeval(path: str, encoding: str = "utf-8") -> list[dict[str, Any]]:
                                   "a Comment: line and a blank line")
         sid = m.group(1)
         sentence = unwrap_semeval_sentence(line)
-        label_line = lines[i + 1].strip() if i + 1 < n else ""
-        if not label_line or label_line.startswith("Comment") or SENTENCE_LINE_RE.match(lines[i + 1]):
+        nxt = lines.text(1)
+        label_line = nxt.strip() if nxt is not None else ""
+        if not label_line or label_line.startswith("Comment") or SENTENCE_LINE_RE.match(nxt):
             raise FtkitError(f"sentence {sid} has no label line", file=path, line=lineno, hint=LABEL_HINT)
         if not LABEL_LINE_RE.match(label_line):
             raise FtkitError(f"invalid relation label {label_line[:60]!r}", file=path, line=lineno + 1,
                              hint=LABEL_HINT)
-        k = i + 2
-        if k < n and lines[k].lstrip().startswith("Comment"):
+        k = 2
+        after = lines.text(k)
+        if after is not None and after.lstrip().startswith("Comment"):
             k += 1
-        if k < n and lines[k].strip() and not SENTENCE_LINE_RE.match(lines[k]):
-            raise FtkitError(f"unexpected line after the record of sentence {sid}: {lines[k].strip()[:60]!r}",
-                             file=path, line=k + 1, hint="a blank line separates records")
+            after = lines.text(k)
+        if after is not None and after.strip() and not SENTENCE_LINE_RE.match(after):
+            raise FtkitError(f"unexpected line after the record of sentence {sid}: {after.strip()[:60]!r}",
+                             file=path, line=lineno + k, hint="a blank line separates records")
         try:
             clean, head, tail = parse_marked(sentence)
         except ValueError as e:
             raise FtkitError(f"sentence {sid}: {e}", file=path, line=lineno) from None
-        rows.append(_row(sid, clean, head, tail, "", "", label_line, f"{path}:{lineno}"))
-        i = k
-    return rows
+        yield _row(sid, clean, head, tail, "", "", label_line, f"{path}:{lineno}")
+        lines.advance(k)
+
+
+class _Lookahead:
+    """The next few ``(line number, line)`` pairs of a line iterator ("\r" stripped from line ends)."""
+
+    def __init__(self, it):
+        self.it, self.buf = it, []
+
+    def get(self, i: int):
+        while len(self.buf) <= i:
+            nxt = next(self.it, None)
+            if nxt is None:
+                return None
+            self.buf.append((nxt[0], nxt[1].rstrip("\r")))
+        return self.buf[i]
+
+    def text(self, i: int) -> str | None:
+        item = self.get(i)
+        return item[1] if item is not None else None
+
+    def advance(self, n: int) -> None:
+        self.get(n - 1)
+        del self.buf[:n]
 
 
 def _row(rid, text, head, tail, head_type, tail_type, label, source) -> dict[str, Any]:
@@ -299,24 +327,44 @@ class RelationTask(Task):
         return "AutoModelForSequenceClassification"
 
     # ---- data -------------------------------------------------------------
-    def read(self, path: str, split: str, fmt: str = "auto", encoding: str = "utf-8"):
-        from datasets import Dataset
-
-        path = resolve_packaged(path)
+    def _format(self, path: str, fmt: str, encoding: str) -> str:
         fmt = detect_format(path, fmt, default_text="semeval")
-        if fmt == "semeval" and read_text(path, encoding).lstrip().startswith("{"):
+        if fmt == "semeval" and peek_text(path, encoding).lstrip().startswith("{"):
             fmt = "jsonl"  # JSON Lines in a .txt file
         if fmt == "conll":
             raise FtkitError("CoNLL column files are not a relation-extraction format", file=path,
                              hint="use the SemEval-2010 Task 8 format or JSONL with text, head, tail and label")
+        return fmt
+
+    def iter_examples(self, path: str, split: str, fmt: str = "auto", encoding: str = "utf-8",
+                      part: Part = WHOLE) -> Iterator[dict[str, Any]]:
+        path = resolve_packaged(path)
+        fmt = self._format(path, fmt, encoding)
         if fmt == "semeval":
-            rows = read_semeval(path, encoding)
-        else:
-            rows = [self.record_to_row(rec.data, rec.error, rec.where, require_label=True)
-                    for rec in iter_records(path, fmt, split, encoding)]
-        if not rows:
-            raise FtkitError("no examples found", file=path)
-        return Dataset.from_list(rows)
+            yield from iter_semeval(path, encoding, part)
+            return
+        for rec in iter_records(path, fmt, split, encoding, part):
+            yield self.record_to_row(rec.data, rec.error, rec.where, require_label=True)
+
+    def example_features(self):
+        from datasets import Features, List, Value
+
+        text = Value("string")
+        return Features({"id": text, "text": text, "head": List(Value("int64")), "tail": List(Value("int64")),
+                         "head_type": text, "tail_type": text, "label": text, "source": text})
+
+    def parts(self, path: str, split: str, fmt: str, encoding: str, n: int) -> list[Part]:
+        path = resolve_packaged(path)
+        fmt = self._format(path, fmt, encoding)
+        if fmt == "semeval":  # a record never holds a blank line
+            return plan_parts(path, n, encoding, boundary="blank", breaks="newline")
+        if fmt == "jsonl":
+            return plan_parts(path, n, encoding, boundary="line", breaks="unicode")
+        return [WHOLE]
+
+    def observe(self, profile: Profile, example: dict[str, Any]) -> None:
+        super().observe(profile, example)
+        profile.label(example["label"], profile.where(example))
 
     def record_to_row(self, d: dict[str, Any], error, where: str, require_label: bool) -> dict[str, Any]:
         """One JSON-like record -> an example row; ``error(message, hint)`` builds the FtkitError."""
@@ -369,7 +417,7 @@ class RelationTask(Task):
         if one is rare (SemEval's Entity-Destination(e2,e1) occurs once in 8000 examples): a
         validation split carved from train never fails for having the only example of it.
         """
-        seen = set(train["label"])
+        seen = set(self.profile(train, "train").labels)
         out = set(seen)
         for lab in seen:
             typ, d = split_direction(lab)
@@ -380,17 +428,20 @@ class RelationTask(Task):
 
     def check_labels(self, examples, labels: list[str], source: str) -> None:
         known = set(labels)
-        for lab, where in zip(examples["label"], examples["source"]):
-            if lab not in known:
-                raise FtkitError(f"{where}: relation label '{lab}' never occurs in the training data",
-                                 hint=f"known labels: {', '.join(labels)}")
+        p = self.profile(examples)
+        # profile.first keeps the order in which labels first occur: the first unseen one in reading order
+        lab = next((lab for lab in p.first if lab not in known), None)
+        if lab is not None:
+            raise FtkitError(f"{p.first[lab]}: relation label '{lab}' never occurs in the training data",
+                             hint=f"known labels: {', '.join(labels)}")
 
     def example_text(self, example: dict[str, Any]) -> str:
         return f"{example['text']}|{example['head']}|{example['tail']}"
 
     def data_summary(self, examples, split: str = "") -> dict[str, Any]:
-        counts = Counter(examples["label"])
-        return {"examples": len(examples), "negative": counts.get(self.options.negative_label, 0),
+        p = self.profile(examples, split)
+        counts = p.labels
+        return {"examples": p.count, "negative": counts.get(self.options.negative_label, 0),
                 "labels": dict(sorted(counts.items()))}
 
     # ---- model ------------------------------------------------------------
@@ -440,7 +491,7 @@ class RelationTask(Task):
     # ---- features ---------------------------------------------------------
     def encode(self, examples, tokenizer, facts: Facts, train: bool):
         max_length, label2id = facts.max_length, facts.label2id
-        has_labels = "label" in examples.column_names and all(lab is not None for lab in examples["label"])
+        has_labels = "label" in examples.column_names and not has_nulls(examples, "label")
         types = self.options.entity_types
 
         def encode_batch(batch, indices):
@@ -465,8 +516,7 @@ class RelationTask(Task):
                     out["labels"].append(label2id[batch["label"][i]])
             return out
 
-        return examples.map(encode_batch, batched=True, with_indices=True, remove_columns=examples.column_names,
-                            desc="Tokenizing")
+        return map_examples(examples, encode_batch, remove_columns=examples.column_names)
 
     def reduce_logits(self, logits, facts: Facts):
         import torch
@@ -492,6 +542,22 @@ class RelationTask(Task):
         return metrics.compute("semeval2010_task8", predictions=[p[0] for p in predictions],
                                references=list(examples["label"]), negative_label=self.options.negative_label,
                                labels=list(facts.labels))
+
+    error_analysis = "the most confident mistakes"
+
+    def prediction_rows(self, examples, predictions, facts: Facts) -> list[dict[str, Any]]:
+        """Per sentence: the text with its two entities marked, gold and predicted relation; a mistake's
+        severity is the predicted label's probability."""
+        rows = []
+        for i, (ex, (label, probs)) in enumerate(zip(examples, predictions)):
+            (hs, he), (ts, te) = ex["head"], ex["tail"]
+            marks = [span(hs, he, ex["head_type"] or "e1", "input"), span(ts, te, ex["tail_type"] or "e2", "input")]
+            wrong = label != ex["label"]
+            rows.append(example_row(i, correct=not wrong, severity=probs[label] if wrong else 0.0,
+                                    note=f"confidence {probs[label]:.2f}",
+                                    fields=[text_field("sentence", ex["text"], marks)], gold=ex["label"],
+                                    predicted=label))
+        return rows
 
     def format_table(self, m: dict[str, Any]) -> str:
         neg = m.get("negative_label", "Other")

@@ -22,14 +22,16 @@ reports them) with their signatures.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 from pydantic import Field
 
-from ftkit.data.records import detect_format, iter_records, read_text
+from ftkit.data.lines import WHOLE, Part, count_lines, iter_lines, plan_parts
+from ftkit.data.profile import Profile
+from ftkit.data.records import detect_format, iter_records
 from ftkit.errors import FtkitError
 from ftkit.recipes import resolve_packaged
-from ftkit.tasks.base import Facts, Task, TaskOptions
+from ftkit.tasks.base import Facts, Task, TaskOptions, example_row, text_field
 from ftkit import text2text
 from ftkit.text2text import Generation, auto_class, one_line
 
@@ -67,14 +69,11 @@ def language_name(code: str) -> str:
     return LANGUAGE_NAMES.get(code.lower(), code)
 
 
-def _split_lines(path: Path, encoding: str) -> list[str]:
+def _split_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
     """Lines split on "\\n" only (``str.splitlines`` would also split on U+2028, U+0085, ...,
     breaking line alignment); a final newline does not start another line."""
-    text = read_text(path, encoding)
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+    for lineno, line in iter_lines(path, encoding, breaks="newline"):
+        yield lineno, line[:-1] if line.endswith("\r") else line
 
 
 def _lang_code(tokenizer, lang: str, explicit: str | None) -> str | None:
@@ -151,29 +150,28 @@ class TranslationTask(Task):
             return p.with_suffix(f".{src}"), p
         return None
 
-    def _read_parallel(self, a: Path, b: Path, encoding: str) -> list[dict[str, Any]]:
-        src, tgt = _split_lines(a, encoding), _split_lines(b, encoding)
-        if len(src) != len(tgt):
-            longer = a if len(src) > len(tgt) else b
+    def _read_parallel(self, a: Path, b: Path, encoding: str) -> Iterator[dict[str, Any]]:
+        n_src, n_tgt = count_lines(a, encoding), count_lines(b, encoding)
+        if n_src != n_tgt:
+            longer = a if n_src > n_tgt else b
             raise FtkitError(
-                f"line-count mismatch: {a.name} has {len(src)} lines, {b.name} has {len(tgt)}",
-                file=longer, line=min(len(src), len(tgt)) + 1,
+                f"line-count mismatch: {a.name} has {n_src} lines, {b.name} has {n_tgt}",
+                file=longer, line=min(n_src, n_tgt) + 1,
                 hint="parallel files must be line-aligned: line i of one translates line i of the other",
             )
-        if not src:
+        if not n_src:
             raise FtkitError("no sentence pairs found (empty file)", file=a)
-        for i, (s, t) in enumerate(zip(src, tgt), 1):
+        for (i, s), (_, t) in zip(_split_lines(a, encoding), _split_lines(b, encoding)):
             if not s.strip():
                 raise FtkitError("empty source line", file=a, line=i)
             if not t.strip():
                 raise FtkitError("empty target line", file=b, line=i)
-        return [{"source": s, "target": t, "where": f"{a}:{i}"} for i, (s, t) in enumerate(zip(src, tgt), 1)]
+            yield {"source": s, "target": t, "where": f"{a}:{i}"}
 
-    def _read_records(self, path: str, split: str, fmt: str, encoding: str) -> list[dict[str, Any]]:
+    def _read_records(self, path: str, split: str, fmt: str, encoding: str, part: Part) -> Iterator[dict[str, Any]]:
         o = self.options
         src, tgt = o.source_lang, o.target_lang
-        rows = []
-        for rec in iter_records(path, fmt, split, encoding):
+        for rec in iter_records(path, fmt, split, encoding, part):
             d = rec.data
             tr = d.get("translation")
             if isinstance(tr, dict):
@@ -201,37 +199,65 @@ class TranslationTask(Task):
                     raise rec.error(f"{side} text must be a string, got {type(value).__name__}")
                 if not value.strip():
                     raise rec.error(f"empty {side} text")
-            rows.append({"source": pair[0], "target": pair[1], "where": rec.where})
-        if not rows:
-            raise FtkitError("no sentence pairs found", file=path)
-        return rows
+            yield {"source": pair[0], "target": pair[1], "where": rec.where}
 
-    def read(self, path: str, split: str, fmt: str = "auto", encoding: str = "utf-8"):
-        from datasets import Dataset
-
-        path = resolve_packaged(path)
+    def _layout(self, path: str, fmt: str) -> tuple[str, tuple[Path, Path] | None]:
+        """``("parallel", (source file, target file))`` or ``(records format, None)``."""
         parallel = self._parallel_paths(path) if fmt == "auto" else None
         if parallel:
-            rows = self._read_parallel(*parallel, encoding)
+            return "parallel", parallel
+        o = self.options
+        p = Path(path)
+        # neither a file nor PREFIX.src/PREFIX.tgt; "org/name" (no such local folder) may be a hub dataset
+        if not p.exists() and (p.suffix or path.startswith((".", "/", "~")) or path.count("/") > 1
+                               or ("/" in path and p.parent.is_dir())):
+            raise FtkitError(
+                f"file not found (nor parallel files {p.name}.{o.source_lang} + {p.name}.{o.target_lang})",
+                file=path,
+            )
+        fmt = detect_format(path, fmt, default_text="text")
+        if fmt in ("text", "conll"):
+            raise FtkitError(
+                "not a translation file: expected parallel files PREFIX."
+                f"{o.source_lang} + PREFIX.{o.target_lang}, or JSONL/CSV/TSV with source and target columns",
+                file=path,
+            )
+        return fmt, None
+
+    def iter_examples(self, path: str, split: str, fmt: str = "auto", encoding: str = "utf-8",
+                      part: Part = WHOLE) -> Iterator[dict[str, Any]]:
+        path = resolve_packaged(path)
+        fmt, parallel = self._layout(path, fmt)
+        if parallel:
+            yield from self._read_parallel(*parallel, encoding)
         else:
-            o = self.options
-            p = Path(path)
-            # neither a file nor PREFIX.src/PREFIX.tgt; "org/name" (no such local folder) may be a hub dataset
-            if not p.exists() and (p.suffix or path.startswith((".", "/", "~")) or path.count("/") > 1
-                                   or ("/" in path and p.parent.is_dir())):
-                raise FtkitError(
-                    f"file not found (nor parallel files {p.name}.{o.source_lang} + {p.name}.{o.target_lang})",
-                    file=path,
-                )
-            fmt = detect_format(path, fmt, default_text="text")
-            if fmt in ("text", "conll"):
-                raise FtkitError(
-                    "not a translation file: expected parallel files PREFIX."
-                    f"{o.source_lang} + PREFIX.{o.target_lang}, or JSONL/CSV/TSV with source and target columns",
-                    file=path,
-                )
-            rows = self._read_records(path, split, fmt, encoding)
-        return Dataset.from_list(rows)
+            yield from self._read_records(path, split, fmt, encoding, part)
+
+    def example_features(self):
+        from datasets import Features, Value
+
+        return Features({"source": Value("string"), "target": Value("string"), "where": Value("string")})
+
+    def parts(self, path: str, split: str, fmt: str, encoding: str, n: int) -> list[Part]:
+        path = resolve_packaged(path)
+        fmt, parallel = self._layout(path, fmt)
+        # parallel files are read in step, whole
+        return plan_parts(path, n, encoding, boundary="line", breaks="unicode") if fmt == "jsonl" else [WHOLE]
+
+    def data_files(self, path: str, split: str, fmt: str) -> list[Path] | None:
+        parallel = self._parallel_paths(resolve_packaged(path)) if fmt == "auto" else None
+        return list(parallel) if parallel and all(p.is_file() for p in parallel) else super().data_files(path, split, fmt)
+
+    def observe(self, profile: Profile, example: dict[str, Any]) -> None:
+        super().observe(profile, example)
+        words = len(example["source"].split())
+        profile.total("source_words", words)
+        profile.total("target_words", len(example["target"].split()))
+        profile.maximum("longest_source_words", words)
+
+    def check_split(self, profile: Profile, path: str, split: str) -> None:
+        if profile.count == 0:
+            raise FtkitError("no sentence pairs found", file=path)
 
     def labels(self, train) -> list[str]:
         return []
@@ -240,13 +266,12 @@ class TranslationTask(Task):
         return f"{example['source']}\t{example.get('target', '')}"
 
     def data_summary(self, examples, split: str = "") -> dict[str, Any]:
-        src_words = [len(s.split()) for s in examples["source"]]
-        tgt_words = [len(t.split()) for t in examples["target"]]
+        p = self.profile(examples, split)
         return {
-            "pairs": len(examples),
-            "source_words": sum(src_words),
-            "target_words": sum(tgt_words),
-            "longest_source_words": max(src_words, default=0),
+            "pairs": p.count,
+            "source_words": p.counts["source_words"],
+            "target_words": p.counts["target_words"],
+            "longest_source_words": p.maxima.get("longest_source_words", 0),
         }
 
     # ---- model ------------------------------------------------------------
@@ -305,6 +330,23 @@ class TranslationTask(Task):
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text("".join(one_line(p) + "\n" for p in predictions), encoding="utf-8")
         tmp.replace(path)
+
+    error_analysis = "sentences with the lowest chrF: source, reference and output"
+
+    def prediction_rows(self, examples, predictions: list[str], facts: Facts) -> list[dict[str, Any]]:
+        """Per sentence: source, reference and output with the sentence-level chrF (sacrebleu); severity =
+        100 - chrF."""
+        from sacrebleu.metrics import CHRF
+
+        chrf = CHRF()
+        rows = []
+        for i, (src, ref, hyp) in enumerate(zip(examples["source"], examples["target"], predictions)):
+            score = float(chrf.sentence_score(hyp, [ref]).score)
+            rows.append(example_row(i, correct=hyp.strip() == ref.strip(), severity=100.0 - score,
+                                    note=f"chrF {score:.1f}", chrf=round(score, 2),
+                                    fields=[text_field("source", src), text_field("reference", ref),
+                                            text_field("output", hyp)]))
+        return rows
 
     # ---- saved model ------------------------------------------------------
     def export_info(self, model, tokenizer, facts: Facts) -> dict[str, Any]:
