@@ -171,7 +171,10 @@ def finetune(
     typer.echo(f"run folder: {run.run_dir}", err=True)
     for split, scores in run.metrics.items():
         typer.echo(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items() if isinstance(v, float)))
-    typer.echo(f"wall time {run.wall_time_s:.0f}s", err=True)
+    from ftkit.timing import one_line
+
+    typer.echo(one_line(run.meta["timings"]) if run.meta.get("timings") else f"wall time {run.wall_time_s:.0f}s",
+               err=True)
 
 
 @app.command("eval")

@@ -192,6 +192,12 @@ class FtkitTrainer(Trainer):
             except Exception:  # noqa: BLE001 - e.g. a progress bar that never started
                 pass
 
+    def evaluate(self, *args, **kwargs):
+        from ftkit import timing
+
+        with timing.phase("eval_during_training"):
+            return super().evaluate(*args, **kwargs)
+
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix="eval"):
         if self.generate_fn is None:
