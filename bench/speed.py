@@ -62,7 +62,8 @@ def sst2(data: Path, tmp: Path, env: dict[str, str]) -> dict:
     train.write_text("".join((d / "stsa.binary.train").read_text(encoding="utf-8").splitlines(True)[:2000]))
     base = [PY, str(ROOT / "bench" / "baseline_sst2_trainer.py"), str(d), "--train-n", "2000", "--dev"]
     rows = {}
-    for name, extra in (("plain_trainer_pad128", ["--pad-to-128"]), ("plain_trainer_dynamic", [])):
+    for name, extra in (() if env.get("BENCH_FTKIT_ONLY") else
+                        (("plain_trainer_pad128", ["--pad-to-128"]), ("plain_trainer_dynamic", []))):
         wall, r = timed(base + extra, env)
         j = json_line(r.stdout)
         rows[name] = {"command": " ".join(["python", "bench/baseline_sst2_trainer.py", *base[2:], *extra]),
@@ -74,6 +75,8 @@ def sst2(data: Path, tmp: Path, env: dict[str, str]) -> dict:
     f["test_accuracy"] = round(f["metrics"]["test"]["accuracy"], 4)
     f["dev_accuracy"] = round(f["metrics"]["validation"]["accuracy"], 4)
     rows["ftkit"] = f
+    if env.get("BENCH_FTKIT_ONLY"):
+        return {"rows": rows}
     ratios = {"vs_pad128": round(rows["plain_trainer_pad128"]["wall_s"] / f["wall_s"], 2),
               "vs_dynamic": round(rows["plain_trainer_dynamic"]["wall_s"] / f["wall_s"], 2)}
     acc_gap = round(rows["plain_trainer_dynamic"]["test_accuracy"] - f["test_accuracy"], 4)
@@ -101,14 +104,16 @@ def conll(data: Path, tmp: Path, env: dict[str, str]) -> dict:
     d = data / "conll2003"
     train = tmp / "conll_train_3000.txt"
     first_sentences(d / "eng.train", 3000, train)
-    wall, r = timed([PY, str(ROOT / "bench" / "baseline_ner_course.py"), str(d), "--train-n", "3000", "--dev"], env)
-    j = json_line(r.stdout)
-    course = {"command": f"python bench/baseline_ner_course.py {d} --train-n 3000 --dev", "wall_s": round(wall, 1),
-              "test_f1": j["f1"], "dev_f1": j.get("dev_f1")}
     f = ftkit_run(["--task", "ner", "--model", "minilm", "--train", str(train), "--validation", str(d / "eng.testa"),
                    "--test", str(d / "eng.testb"), "--epochs", "1"], tmp / "run-conll", env)
     f["test_f1"] = round(f["metrics"]["test"]["f1"], 4)
     f["dev_f1"] = round(f["metrics"]["validation"]["f1"], 4)
+    if env.get("BENCH_FTKIT_ONLY"):
+        return {"rows": {"ftkit": f}}
+    wall, r = timed([PY, str(ROOT / "bench" / "baseline_ner_course.py"), str(d), "--train-n", "3000", "--dev"], env)
+    j = json_line(r.stdout)
+    course = {"command": f"python bench/baseline_ner_course.py {d} --train-n 3000 --dev", "wall_s": round(wall, 1),
+              "test_f1": j["f1"], "dev_f1": j.get("dev_f1")}
     ratio = round(course["wall_s"] / f["wall_s"], 2)
     return {"rows": {"course_dynamic": course, "ftkit": f}, "speedup": {"vs_course": ratio},
             "targets": {">=1.3x course": ratio >= 1.3, "F1 not lower": f["test_f1"] >= course["test_f1"]}}
@@ -162,6 +167,8 @@ def predict(data: Path, tmp: Path, env: dict[str, str]) -> dict:
     wall, _ = timed([FTKIT, "predict", str(export), "--input", str(inputs), "--output", str(tmp / "preds.jsonl")], env)
     ours = [[[e["label"], e["start"], e["end"]] for e in json.loads(x)["entities"]]
             for x in (tmp / "preds.jsonl").read_text(encoding="utf-8").splitlines()]
+    if env.get("BENCH_FTKIT_ONLY"):
+        return {"sentences": len(sents), "ftkit_predict_wall_s": round(wall, 1)}
     timed([PY, __file__, "--pipeline", str(export), str(inputs), str(tmp / "pipe.json")], env)
     p = json.loads((tmp / "pipe.json").read_text())
     theirs = p["entities"]
@@ -213,6 +220,7 @@ def main() -> None:
     ap.add_argument("--data", default=os.environ.get("DATA", "/work/shared/data"))
     ap.add_argument("--only", default="sst2,conll,predict")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "speed.json"))
+    ap.add_argument("--ftkit-only", action="store_true", help="ftkit's side only (before/after a change)")
     ap.add_argument("--pipeline", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.pipeline:
@@ -224,12 +232,14 @@ def main() -> None:
         tmp = Path(tmp)
         env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
                    FTKIT_CACHE_DIR=str(tmp / "cache"), BENCH_CWD=str(tmp))
+        if a.ftkit_only:
+            env["BENCH_FTKIT_ONLY"] = "1"
         for name, fn in (("sst2", sst2), ("conll", conll), ("predict", predict)):
             if name in only:
                 print(f"{name}:", flush=True)
                 res[name] = fn(data, tmp, env)
     Path(a.out).write_text(json.dumps(res, indent=2) + "\n")
-    print(table(res))
+    print(json.dumps(res, indent=2) if a.ftkit_only else table(res))
 
 
 if __name__ == "__main__":

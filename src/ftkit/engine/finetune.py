@@ -239,12 +239,17 @@ def _train(cfg, p, model, run_dir: Path, resume: bool, group: dict[str, Any],
     if cfg.training.early_stopping_patience and has_eval:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_patience))
     compute_metrics = generate_fn = None
+    # the main process's validation predictions and scores by step: the split is not scored again for the model
+    # that training ends with (the best checkpoint, or the last step) when an evaluation already scored it
+    scored: dict[int, tuple[list[Any], dict[str, Any]]] = {}
     if has_eval:
         examples, feats = splits["validation"], features["validation"]
 
         def scores(eval_pred):
             preds = task.decode(examples, feats, eval_pred.predictions, facts)
-            return {k: v for k, v in task.score(examples, preds, facts).items() if isinstance(v, (int, float))}
+            full = task.score(examples, preds, facts)
+            remember(scored, trainer.state.global_step, preds, full, task.best_metric)
+            return {k: v for k, v in full.items() if isinstance(v, (int, float))}
 
         def compute_metrics(eval_pred):
             # every rank holds the gathered outputs; the main process decodes and scores, the others take its
@@ -302,8 +307,13 @@ def _train(cfg, p, model, run_dir: Path, resume: bool, group: dict[str, Any],
                                    "train_time_s": round(float(train_out.metrics.get("train_runtime", 0.0)), 1)}
         if trainer.state.best_model_checkpoint:
             metrics["best_checkpoint"] = Path(trainer.state.best_model_checkpoint).name
+        best = trainer.state.best_model_checkpoint
+        final_step = int(Path(best).name.rsplit("-", 1)[-1]) if best else trainer.state.global_step
         for name in ("validation", "test"):
-            if name in splits and (score_test or name != "test"):
+            if name == "validation" and distributed.decide(lambda: final_step in scored):
+                preds, scores_ = scored[final_step] if distributed.is_main() else (None, None)
+                log(f"  validation: scored at step {final_step} during training (the model training ended with)")
+            elif name in splits and (score_test or name != "test"):
                 # every process runs the model over its share; the main process decodes, scores and writes
                 with timing.phase(f"eval_{name}"):
                     outputs = model_outputs(task, facts, trainer.model, tokenizer, features[name],
@@ -311,12 +321,14 @@ def _train(cfg, p, model, run_dir: Path, resume: bool, group: dict[str, Any],
                     if distributed.is_main():
                         preds = task.decode(splits[name], features[name], outputs, facts)
                         scores_ = task.score(splits[name], preds, facts)
-                if distributed.is_main():
-                    with timing.phase("save"):
-                        task.write_outputs(run_dir, name, splits[name], preds)
-                        write_predictions(run_dir, name, task, facts, splits[name], preds)
-                        write_eval(run_dir, {"split": name, "data": getattr(cfg.data, name), **scores_})
-                    metrics[name] = scores_
+            else:
+                continue
+            if distributed.is_main():
+                with timing.phase("save"):
+                    task.write_outputs(run_dir, name, splits[name], preds)
+                    write_predictions(run_dir, name, task, facts, splits[name], preds)
+                    write_eval(run_dir, {"split": name, "data": getattr(cfg.data, name), **scores_})
+                metrics[name] = scores_
         tracking.log_final({k: v for k, v in metrics.items() if k in ("validation", "test")}, train_out.global_step)
 
     def finish() -> dict[str, Any]:
@@ -337,6 +349,15 @@ def _train(cfg, p, model, run_dir: Path, resume: bool, group: dict[str, Any],
         return meta
 
     return distributed.decide(finish)
+
+
+def remember(scored: dict, step: int, preds: list[Any], scores: dict[str, Any], metric: str) -> None:
+    """Keep an evaluation's validation predictions and scores by step, only while they can still be the best
+    (the Trainer's best checkpoint is the one of the highest ``metric``): one or two splits' worth in memory."""
+    scored[step] = (preds, scores)
+    top = max((s.get(metric, float("-inf")) for _, s in scored.values()), default=None)
+    for k in [k for k, (_, s) in scored.items() if k != step and s.get(metric, float("-inf")) < top]:
+        del scored[k]
 
 
 @contextlib.contextmanager
