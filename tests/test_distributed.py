@@ -353,3 +353,31 @@ def test_sigterm_to_one_worker_stops_every_worker_after_the_same_step(setup, tmp
     assert 20 < step < 1000 and not (out / "model").exists()
     ckpt = out / "checkpoints" / f"checkpoint-{step}"
     assert {"ftkit-complete", "rng_state_0.pth", "rng_state_1.pth", "optimizer.pt"} <= {f.name for f in ckpt.iterdir()}
+
+
+def test_lora_under_two_processes_trains_what_one_process_trains(setup, tmp_path):
+    """--peft lora with --processes 2 (batch 4 each) = one process at batch 8: same losses and scores; the
+    adapter is merged on both ranks and written once, and the merged model loads with plain transformers."""
+    import ftkit
+
+    root, model, train, dev = setup
+    common = {"task_options.line_format": "label_text", "training.eval_strategy": "no", "training.logging_steps": 1}
+    one = ftkit.finetune("classification", model=str(model), train=str(train), validation=str(dev),
+                         output=tmp_path / "one", max_steps=4, batch_size=8, learning_rate=1e-3, seed=3, peft="lora",
+                         overrides=common)
+    argv = ["finetune", "--task", "classification", "--model", model, "--train", train, "--validation", dev,
+            "--output", tmp_path / "two", "--max-steps", "4", "--batch-size", "4", "--learning-rate", "1e-3",
+            "--seed", "3", "--peft", "lora", "--processes", "2"] + [x for k, v in common.items()
+                                                                    for x in ("--set", f"{k}={v}")]
+    r = ftkit_cli(argv)
+    a, b = meta(one.run_dir), meta(tmp_path / "two")
+    assert b["distributed"]["world_size"] == 2 and b["peft"]["method"] == a["peft"]["method"] == "lora"
+    assert b["parameters"] == a["parameters"] and 0 < a["parameters"]["trainable"] < a["parameters"]["total"]
+    assert losses(tmp_path / "two") == pytest.approx(losses(one.run_dir), rel=1e-4)
+    assert b["metrics"]["validation"]["accuracy"] == pytest.approx(a["metrics"]["validation"]["accuracy"], abs=1e-9)
+    assert r.stderr.count("parameters: ") == 1
+    from transformers import AutoModelForSequenceClassification
+
+    m = AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "two" / "model"))
+    assert not any("lora" in n for n, _ in m.named_parameters())
+    assert (tmp_path / "two" / "model" / "adapter" / "adapter_config.json").exists()

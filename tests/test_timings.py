@@ -13,8 +13,7 @@ from conftest import SAMPLES
 from ftkit.timing import Clock, one_line
 
 SST2 = SAMPLES.parent / "sst2"
-PHASES = {"startup", "read", "encode", "model_load", "train", "eval_during_training", "eval_validation", "eval_test",
-          "save", "plot"}
+PHASES = {"startup", "read", "encode", "model_load", "train", "eval_during_training", "eval_test", "save", "plot"}
 
 
 def test_the_breakdown_of_a_tiny_cli_run_sums_to_its_wall_time(tiny_models, tmp_path):
@@ -41,6 +40,17 @@ def test_the_breakdown_of_a_tiny_cli_run_sums_to_its_wall_time(tiny_models, tmp_
     assert meta["wall_time_s"] == pytest.approx(t["total"], abs=0.1)
     assert t.get("other", 0.0) <= 0.05 * t["total"] + 0.2, t  # nearly every second has a name
     assert all(v >= 0 for v in t.values()) and t["train"] > 0 and t["eval_during_training"] > 0
+    # validation was scored during training at the step training ended with: not scored again, same scores
+    assert "eval_validation" not in t and "validation: scored at step" in r.stderr
+    best = int(meta["metrics"]["best_checkpoint"].rsplit("-", 1)[1])
+    logged = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    at_best = next(x for x in logged if x.get("step") == best and "eval_accuracy" in x)
+    assert meta["metrics"]["validation"]["accuracy"] == pytest.approx(at_best["eval_accuracy"])
+    import ftkit
+
+    again = ftkit.evaluate(out, "validation", write=False)  # the saved model scored from scratch
+    assert again.metrics["accuracy"] == pytest.approx(meta["metrics"]["validation"]["accuracy"])
+    assert (out / "predictions_validation.jsonl").exists() and (out / "eval_validation.json").exists()
     # the one line at the end names the phases and the total
     last = [line for line in r.stderr.splitlines() if line.startswith("time ")]
     assert len(last) == 1 and last[0] == one_line(t) and "train" in last[0] and "startup" in last[0]

@@ -33,6 +33,7 @@ FINETUNE_FLAGS = {
     "auto_batch_size": "training.auto_batch_size", "report_to": "training.report_to", "workers": "data.workers",
     "source_lang": "task_options.source_lang", "target_lang": "task_options.target_lang",
     "auto_resume": "training.auto_resume",
+    "peft": "peft.method",
 }
 
 
@@ -113,6 +114,7 @@ def finetune(
     source_lang: str | None = None,
     target_lang: str | None = None,
     auto_resume: bool | None = None,
+    peft: str | None = None,
     report_to: str | Sequence[str] | None = None,
     overrides: Mapping[str, Any] | Sequence[str] = (),
     overwrite: bool = False,
@@ -127,7 +129,8 @@ def finetune(
 
     ``task`` alone runs the task's bundled demo; with data of your own (``train``...) it starts from
     the task's general defaults; with ``recipe`` (a built-in name or a YAML file) from the recipe.
-    ``source_lang``/``target_lang`` set the translation pair (``task_options.source_lang``/``target_lang``). Every other argument overrides one recipe key, as the CLI flag of
+    ``peft="lora"`` trains LoRA adapters (``peft.r``, ``peft.alpha``... through ``overrides``) instead of
+    every weight. ``source_lang``/``target_lang`` set the translation pair (``task_options.source_lang``/``target_lang``). Every other argument overrides one recipe key, as the CLI flag of
     the same name does; ``overrides`` sets any key (``{"training.warmup_ratio": 0.1}`` or
     ``["training.warmup_ratio=0.1"]``). ``output`` defaults to ``runs/<task>-<time>``.
     ``resume=True`` continues the run in ``output`` from its last complete checkpoint, with the
@@ -159,7 +162,7 @@ def finetune(
                  precision=precision, device=device, seed=seed, early_stopping=early_stopping,
                  validation_fraction=validation_fraction, save_total_limit=save_total_limit,
                  auto_batch_size=auto_batch_size, workers=workers, source_lang=source_lang, target_lang=target_lang,
-                 auto_resume=auto_resume, report_to=report_to)
+                 auto_resume=auto_resume, report_to=report_to, peft=peft)
     if processes is not None and processes < 1:
         raise FtkitError(f"{'--processes' if _style == 'cli' else 'processes='} must be at least 1, got {processes}")
     cfg = None
@@ -227,11 +230,17 @@ def predict(model: str | Path, inputs: Iterable[str | Mapping[str, Any]], *, bat
     return predict_records(model, records, batch_size, device, allow_pickle=allow_pickle)
 
 
-def export(run: str | Path, output: str | Path, *, overwrite: bool = False) -> Path:
-    """Write a run's best model as a folder plain ``transformers`` loads (safetensors, tokenizer, card)."""
+def export(run: str | Path, output: str | Path | None = None, *, overwrite: bool = False,
+           format: str = "transformers", quantize: str | None = None, adapter_only: bool = False,
+           push_to_hub: str | None = None, private: bool = False) -> Path | None:
+    """Write a run's best model as a folder plain ``transformers`` loads (safetensors, tokenizer, card; a
+    LoRA run's adapter merged in), or ``format="onnx"`` (``quantize="int8"``: int8 weights) for
+    onnxruntime, or ``adapter_only=True`` for the LoRA adapter as ``peft`` saves it. ``push_to_hub=
+    "OWNER/NAME"`` uploads the folder (``output`` may then be None). Returns the folder written."""
     from ftkit.export import export_run
 
-    return export_run(Path(run), Path(output), overwrite)
+    return export_run(Path(run), Path(output) if output is not None else None, overwrite, fmt=format,
+                      quantize=quantize, adapter_only=adapter_only, push_to_hub=push_to_hub, private=private)
 
 
 def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",

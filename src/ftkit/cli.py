@@ -131,6 +131,8 @@ def finetune(
     workers: Optional[int] = WorkersOpt,
     source_lang: Optional[str] = SourceLangOpt,
     target_lang: Optional[str] = TargetLangOpt,
+    peft: Optional[str] = typer.Option(None, "--peft", help="lora: train LoRA adapters (set peft.r, peft.alpha, "
+                                       "peft.dropout, peft.target_modules with --set); none: every weight."),
     report_to: Optional[str] = typer.Option(None, "--report-to", help="Experiment trackers, comma-separated: "
                                             "tensorboard,mlflow,wandb,trackio (default: none)."),
     allow_pickle: bool = PickleOpt,
@@ -160,7 +162,7 @@ def finetune(
         gradient_accumulation=gradient_accumulation, precision=precision, device=device, seed=seed,
         early_stopping=early_stopping, validation_fraction=validation_fraction, save_total_limit=save_total_limit,
         auto_batch_size=auto_batch_size, workers=workers, source_lang=source_lang, target_lang=target_lang,
-        auto_resume=auto_resume, report_to=report_to, overrides=set_, overwrite=overwrite, resume=resume,
+        auto_resume=auto_resume, report_to=report_to, peft=peft, overrides=set_, overwrite=overwrite, resume=resume,
         allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, processes=processes,
         accelerate_config=accelerate_config, _style="cli",
     )
@@ -204,15 +206,26 @@ def eval_(
 @_handled
 def export(
     run_dir: Path = typer.Argument(..., help="A run folder made by `ftkit finetune`."),
-    output: Path = typer.Option(..., "--output", "-o", help="Folder to create."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Folder to create."),
+    format_: str = typer.Option("transformers", "--format", help="transformers (safetensors) | onnx"),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: onnxruntime dynamic quantization "
+                                           "of the ONNX graph (with --format onnx)."),
+    adapter_only: bool = typer.Option(False, "--adapter-only", help="LoRA runs: the adapter (and trained heads) "
+                                      "as peft saves it, instead of the merged model."),
+    push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", help="Upload the export to the hub repo "
+                                              "OWNER/NAME (token: HF_TOKEN or `hf auth login`)."),
+    private: bool = typer.Option(False, "--private", help="Create the hub repo private."),
     overwrite: bool = typer.Option(False, "--overwrite"),
     debug: bool = DebugOpt,
 ) -> None:
-    """Write the best model as a folder plain transformers loads (safetensors, tokenizer, model card)."""
+    """Write the best model as a folder plain transformers loads (safetensors, tokenizer, model card), an
+    ONNX graph, or a LoRA adapter; optionally push it to the Hugging Face hub."""
     from ftkit.api import export as api_export
 
-    out = api_export(run_dir, output, overwrite=overwrite)
-    typer.echo(f"exported to {out}", err=True)
+    out = api_export(run_dir, output, overwrite=overwrite, format=format_, quantize=quantize,
+                     adapter_only=adapter_only, push_to_hub=push_to_hub, private=private)
+    if out is not None:
+        typer.echo(f"exported to {out}", err=True)
 
 
 def read_predict_inputs(text: str, name: str) -> list[dict]:

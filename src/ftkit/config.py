@@ -84,6 +84,23 @@ class TrainingConfig(_Strict):
         return list(dict.fromkeys(x for x in names if x not in ("", "none")))
 
 
+class PeftConfig(_Strict):
+    """Parameter-efficient fine-tuning: LoRA adapters on the attention projections (the ``peft`` package).
+
+    The task head and any layer the base checkpoint does not provide stay fully trainable; the rows of
+    tokens a task adds (relation markers) are trained too. ``target_modules`` names module leaves
+    (``query``, ``c_attn``...); the default is chosen per family: ``query``/``value`` (BERT-like),
+    ``c_attn`` (GPT-2), ``q``/``v`` (T5).
+    """
+
+    method: Literal["none", "lora"] = Field("none", description="none: full fine-tuning; lora: LoRA adapters")
+    r: int = Field(8, gt=0, description="LoRA rank")
+    alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator (the update is scaled by alpha / r)")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout on the LoRA branch")
+    target_modules: list[str] | None = Field(
+        None, min_length=1, description="module names that get adapters; default: the family's attention projections")
+
+
 class TaskOptionsError(ValueError):
     """Raised inside RunConfig validation; carries the task options' own pydantic errors."""
 
@@ -97,6 +114,7 @@ class RunConfig(_Strict):
     model: str = "minilm"
     data: DataConfig = DataConfig()
     training: TrainingConfig = TrainingConfig()
+    peft: PeftConfig = PeftConfig()
     #: the task's own typed options (``Task.Options``); a mapping is validated against it on load
     task_options: Any = Field(default_factory=dict)
 

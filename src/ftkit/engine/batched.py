@@ -41,24 +41,31 @@ def forward_outputs(task, facts, model, tokenizer, features, batch_size: int, de
     """``task.reduce_logits`` outputs for ``features``, in feature order, as the Trainer's predict returns them."""
     import torch
 
-    n = len(features)
     model.eval()
     model.to(device)
-    columns = input_columns(task, model, features)
-    data = features.select_columns(columns).with_format(None)
-    collate = task.collator(tokenizer, facts)
     ignore = set(getattr(model.config, "keys_to_ignore_at_inference", None) or ()) | {"loss"}
-    order = np.argsort(-feature_lengths(features), kind="stable")  # longest first: a too-large batch fails at once
-    parts: list[tuple[np.ndarray, Any]] = []
+
+    def run(batch):
+        out = model(**{k: v.to(device) for k, v in batch.items()})
+        logits = tuple(v for k, v in out.items() if k not in ignore)
+        return task.reduce_logits(logits[0] if len(logits) == 1 else logits, facts)
+
     with torch.inference_mode():
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            cols = data[idx.tolist()]
-            batch = collate([{c: cols[c][i] for c in columns} for i in range(len(idx))])
-            out = model(**{k: v.to(device) for k, v in batch.items()})
-            logits = tuple(v for k, v in out.items() if k not in ignore)
-            reduced = task.reduce_logits(logits[0] if len(logits) == 1 else logits, facts)
-            parts.append((idx, _numpy(reduced)))
+        return sorted_outputs(features, input_columns(task, model, features), task.collator(tokenizer, facts),
+                              run, batch_size)
+
+
+def sorted_outputs(features, columns: list[str], collate, run, batch_size: int) -> Any:
+    """``run(padded batch)`` over ``features`` in batches of similar length (longest first: a batch too large
+    for memory fails at once), its outputs (tensors, arrays or tuples of them) joined in feature order."""
+    n = len(features)
+    data = features.select_columns(columns).with_format(None)
+    order = np.argsort(-feature_lengths(features), kind="stable")
+    parts: list[tuple[np.ndarray, Any]] = []
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        cols = data[idx.tolist()]
+        parts.append((idx, _numpy(run(collate([{c: cols[c][i] for c in columns} for i in range(len(idx))])))))
     if not parts:
         return np.zeros((0,), dtype=np.float32)
     return _in_order(parts, n)
@@ -67,7 +74,7 @@ def forward_outputs(task, facts, model, tokenizer, features, batch_size: int, de
 def _numpy(x):
     if isinstance(x, (tuple, list)):
         return type(x)(_numpy(v) for v in x)
-    return x.detach().cpu().numpy()
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
 
 
 def _in_order(parts: list[tuple[np.ndarray, Any]], n: int):

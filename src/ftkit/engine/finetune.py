@@ -105,6 +105,7 @@ def auto_resume_plan(cfg: RunConfig, run_dir: Path) -> str:
 def _finetune(cfg, task, run_dir: Path, overwrite: bool, resume: bool, allow_pickle: bool, trust_remote_code: bool,
               group: dict[str, Any], callbacks: list[Any], score_test: bool) -> dict[str, Any]:
     from ftkit.engine import distributed
+    from ftkit.engine.adapters import count_parameters, describe_parameters
     from ftkit.engine.models import build_model
     from ftkit.engine.run_folder import CHECKPOINTS, RECIPE_FILE
 
@@ -116,6 +117,11 @@ def _finetune(cfg, task, run_dir: Path, overwrite: bool, resume: bool, allow_pic
     try:
         with timing.phase("model_load"):
             model = distributed.everyone(lambda: build_model(cfg, p.task, p.info, p.facts, p.tokenizer))
+        parameters = count_parameters(model)
+        how = "" if cfg.peft.method == "none" else (
+            f"; LoRA r={cfg.peft.r} alpha={cfg.peft.alpha:g} on "
+            f"{', '.join(sorted(model.peft_config['default'].target_modules))}")
+        log(f"  parameters: {describe_parameters(parameters)}{how}")
 
         # Everything the user could have got wrong has been checked: now the run folder is created (once).
         def create() -> bool:
@@ -130,7 +136,7 @@ def _finetune(cfg, task, run_dir: Path, overwrite: bool, resume: bool, allow_pic
         with timing.phase("save"):
             created = distributed.decide(create)
         try:
-            return _train(cfg, p, model, run_dir, resume, group, callbacks, score_test)
+            return _train(cfg, p, model, run_dir, resume, group, callbacks, score_test, parameters)
         except BaseException:
             # A run that never reached a checkpoint is not worth keeping.
             if distributed.is_main() and created and not any((run_dir / CHECKPOINTS).glob("checkpoint-*")):
@@ -210,7 +216,7 @@ def resume_accumulation(checkpoint: str, world: int, per_device: int, accumulati
 
 
 def _train(cfg, p, model, run_dir: Path, resume: bool, group: dict[str, Any],
-           extra_callbacks: list[Any], score_test: bool) -> dict[str, Any]:
+           extra_callbacks: list[Any], score_test: bool, parameters: dict[str, int]) -> dict[str, Any]:
     import torch
     from transformers import EarlyStoppingCallback
 
@@ -340,8 +346,7 @@ def _train(cfg, p, model, run_dir: Path, resume: bool, group: dict[str, Any],
         meta = {
             "ftkit_version": __version__, "task": task.name, "base_model": cfg.model, "base_model_path": p.info.path,
             "family": facts.family, "labels": list(facts.labels), "max_length": facts.max_length, "data": p.summary,
-            "parameters": {"trainable": sum(q.numel() for q in trainer.model.parameters() if q.requires_grad),
-                           "total": sum(q.numel() for q in trainer.model.parameters())},
+            "parameters": parameters, "peft": cfg.peft.model_dump(mode="json"),
             "distributed": {**group, "per_device_batch": b, "gradient_accumulation": a, "global_batch": w * b * a},
             "wall_time_s": round(timings["total"], 1), "timings": timings, "metrics": metrics,
         }

@@ -25,6 +25,8 @@ def model_outputs(task, facts: Facts, model, tokenizer, features, batch_size: in
     from ftkit.engine import distributed
     from ftkit.engine.trainer import FtkitTrainer, device_args, torch_device
 
+    if getattr(model, "is_onnx", False):  # an ONNX export: onnxruntime, the same batches and reduction
+        return model.outputs(task, facts, tokenizer, features, batch_size)
     if task.generates:
         model.to(torch_device(device))
         return generate_outputs(task, facts, model, tokenizer, features, batch_size)
@@ -111,8 +113,8 @@ def evaluate_run(run_dir: str | Path, split: str, data: str | None = None, batch
 
 
 class Predictor:
-    """A trained model (run folder or export) loaded once, predicting many times: ``ftkit predict``
-    reads a file through it, a server would answer each batch of requests through it."""
+    """A trained model (run folder or export, ONNX exports included) loaded once, predicting many times:
+    ``ftkit predict`` reads a file through it, a server would answer each batch of requests through it."""
 
     def __init__(self, task, facts: Facts, model, tokenizer, meta: dict[str, Any], device: str = "auto"):
         self.task, self.facts, self.model, self.tokenizer, self.meta, self.device = (

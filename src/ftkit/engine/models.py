@@ -47,6 +47,13 @@ def build_model(cfg: RunConfig, task, info, facts: Facts, tokenizer):
     except (OSError, ValueError) as e:
         raise FtkitError(f"cannot build a {task.name} model from '{cfg.model}': {str(e).splitlines()[0][:200]}") from None
     prepare_model(model, tokenizer)
+    if cfg.peft.method == "lora":
+        from ftkit.engine.adapters import wrap_lora
+        from ftkit.families import load_tokenizer
+
+        # the tokens the task added (relation markers) have new embedding rows: they are trained too
+        base_vocab = len(load_tokenizer(info))
+        model = wrap_lora(model, cfg.peft, info, list(range(base_vocab, len(tokenizer))))
     return model
 
 
@@ -60,7 +67,8 @@ def load_base(cfg: RunConfig, task, train, labels: list[str], *, allow_pickle: b
 
 
 def load_trained(path: str | Path, *, allow_pickle: bool = False):
-    """``(task, facts, model, tokenizer, meta)`` from a run folder or an exported folder."""
+    """``(task, facts, model, tokenizer, meta)`` from a run folder or an exported folder (an ONNX export
+    gives an :class:`~ftkit.engine.onnx_backend.OnnxModel`, which the engine's ``model_outputs`` runs with onnxruntime)."""
     from transformers import AutoTokenizer
 
     from ftkit.engine.run_folder import facts_of, read_model_meta
@@ -74,5 +82,9 @@ def load_trained(path: str | Path, *, allow_pickle: bool = False):
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     task.prepare_tokenizer(tokenizer, facts)
+    if meta.get("format") == "onnx":
+        from ftkit.engine.onnx_backend import OnnxModel
+
+        return task, facts, OnnxModel.load(mdir, meta), tokenizer, meta
     model = task.load_model(str(mdir), facts, meta, use_safetensors=not allow_pickle or None)
     return task, facts, model, tokenizer, meta

@@ -124,16 +124,26 @@ def save_model(trainer, tokenizer, task, facts: Facts, info, base_model: str, ou
     """The trained model, its tokenizer and ftkit.json, written to a temporary folder and renamed.
 
     Every process calls it (a sharded model -- FSDP, DeepSpeed ZeRO-3 -- is gathered into full weights
-    collectively); the main process alone writes.
+    collectively; a LoRA model is merged on every process, as the run goes on with the merged model);
+    the main process alone writes.
     """
     from ftkit.engine import distributed
+    from ftkit.engine.adapters import is_peft_model, merge_adapter
 
     main = trainer.args.should_save
     tmp = out.with_name(out.name + ".tmp")
     if main:
         shutil.rmtree(tmp, ignore_errors=True)
+    adapter: dict[str, Any] = {}
     try:
-        if getattr(trainer, "is_fsdp_enabled", False):
+        if is_peft_model(trainer.model):
+            # LoRA: the adapter as peft saves it in adapter/, and the merged model beside it, so the folder
+            # loads with plain transformers as a fully fine-tuned one does; the run goes on with the merged model
+            trainer.model, adapter = merge_adapter(trainer.model, tmp, save=main)
+            trainer.model_wrapped = trainer.model
+            if main:
+                trainer.model.save_pretrained(str(tmp))
+        elif getattr(trainer, "is_fsdp_enabled", False):
             # consolidated full weights whatever the FSDP state-dict type of the checkpoints
             state_dict = trainer.accelerator.get_state_dict(trainer.model)
             if main:
@@ -147,7 +157,7 @@ def save_model(trainer, tokenizer, task, facts: Facts, info, base_model: str, ou
             write_json(tmp / META_FILE, {
                 "ftkit_version": __version__, **facts.to_meta(), "model_type": info.model_type,
                 "base_model": base_model, "add_prefix_space": bool(getattr(tokenizer, "add_prefix_space", False)),
-                **task.export_info(trainer.model, tokenizer, facts),
+                **task.export_info(trainer.model, tokenizer, facts), **({"peft": adapter} if adapter else {}),
             })
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
