@@ -7,22 +7,7 @@ import tempfile
 
 import numpy as np
 import pytest
-
-
-def _setup(task_name, model_path, limit=23):
-    from ftkit.api import resolve_config
-    from ftkit.engine.models import build_model, load_facts
-    from ftkit.engine.splits import read_splits
-    from ftkit.tasks import make_task
-
-    cfg, source = resolve_config(task_name, model=model_path)
-    task, splits, labels = read_splits(make_task(cfg.task, cfg.task_options, source), cfg)
-    info, task, facts, tokenizer = load_facts(cfg, task, splits["train"], labels)
-    split = "validation" if "validation" in splits else "test"
-    examples = splits[split].select(range(min(limit, len(splits[split]))))
-    features = task.encode(examples, tokenizer, facts, train=False)
-    model = build_model(cfg, task, info, facts, tokenizer)
-    return task, facts, tokenizer, examples, features, model
+from dist_probe import evaluation_setup
 
 
 def _trainer_predict(task, facts, model, tokenizer, features, batch_size):
@@ -57,7 +42,7 @@ def test_sorted_batches_give_the_trainers_outputs_and_predictions(tiny_models, t
 
     from ftkit.engine.batched import feature_lengths, forward_outputs
 
-    task, facts, tok, examples, features, model = _setup(task_name, str(tiny_models("bert")))
+    task, facts, tok, examples, features, model = evaluation_setup(task_name, str(tiny_models("bert")), 23)
     seen = []
     hook = model.register_forward_pre_hook(lambda m, a, kw: seen.append(tuple(kw["input_ids"].shape)),
                                            with_kwargs=True)
