@@ -149,8 +149,8 @@ def finetune(
 
     from ftkit import timing
 
-    # the CLI's time counts from the process's start (interpreter and imports); the API's from this call
-    clock = timing.begin(timing.process_start() if _style == "cli" else None)
+    # the command's time counts from the process's start (interpreter and imports); the API's from this call
+    clock = timing.begin(timing.process_start() if timing.command_line else None)
     from ftkit.engine.finetune import finetune as run
     from ftkit.engine.prepare import EXCHANGE_ENV
     from ftkit.engine.run_folder import RECIPE_FILE

@@ -431,6 +431,9 @@ def recipes(debug: bool = DebugOpt) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """The console script: usage errors as one line, a closed pipe ends quietly."""
+    from ftkit import timing
+
+    timing.command_line = True  # this process is the command: its time counts from the process's start
     try:
         code = app(args=argv, prog_name="ftkit", standalone_mode=False)
     except BrokenPipeError:

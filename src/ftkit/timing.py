@@ -79,6 +79,9 @@ class Clock:
 
 
 _clock: Clock | None = None
+#: set by the console script (``ftkit ...``, ``python -m ftkit ...``): a run's start-up counts from the process's
+#: start. Not for the API or typer's test runner in a longer-lived process (that start is not the command's).
+command_line = False
 
 
 def begin(origin: float | None = None) -> Clock:
