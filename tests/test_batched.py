@@ -66,3 +66,22 @@ def test_sorted_batches_give_the_trainers_outputs_and_predictions(tiny_models, t
     assert [s[1] for s in seen] == [longest_first[i] for i in range(0, len(features), 4)]
     in_order = sum(len(c) * max(c) for c in (lengths[i:i + 4] for i in range(0, len(lengths), 4)))
     assert sum(s[0] * s[1] for s in seen) <= in_order  # fewer padded positions than batches in feature order
+
+
+def test_predictor_and_scoring_build_no_trainer(tiny_models, monkeypatch):
+    """`ftkit predict`/`serve` (Predictor) and `score_split` in one process: no Trainer is built per call."""
+    from ftkit.engine import trainer as trainer_module
+    from ftkit.engine.inference import Predictor, score_split
+
+    task, facts, tok, examples, features, model = evaluation_setup("ner", str(tiny_models("bert")), 12)
+    expected = score_split(task, facts, model, tok, examples, features, batch_size=5, device="cpu")
+
+    def refuse(*a, **kw):
+        raise AssertionError("a Trainer was built for prediction")
+
+    monkeypatch.setattr(trainer_module.FtkitTrainer, "__init__", refuse)
+    predictions, scores = score_split(task, facts, model, tok, examples, features, batch_size=5, device="cpu")
+    assert predictions == expected[0] and scores == expected[1]
+    p = Predictor(task, facts, model, tok, {}, device="cpu")
+    out = p.predict([{"tokens": list(t)} for t in examples["tokens"][:3]], batch_size=2)
+    assert len(out) == 3 and all("entities" in o for o in out)
