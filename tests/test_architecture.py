@@ -100,3 +100,25 @@ def test_tasks_are_stateless(name):
     field = next(iter(type(task.options).model_fields))
     with pytest.raises(ValidationError):
         setattr(task.options, field, getattr(task.options, field))
+
+
+def test_readme_architecture_map_names_every_module():
+    """The README's module map matches the tree: every module is named there (tasks/<task>.py and the
+    metrics/ modules as their groups), and every file it names exists."""
+    import re
+
+    readme = (SRC.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("### Architecture", 1)[1].split("```", 2)[1]
+    missing = []
+    for path in sorted((SRC / "ftkit").rglob("*.py")):
+        rel = path.relative_to(SRC / "ftkit")
+        if path.name in ("__init__.py", "__main__.py") and rel.parent.name != "tasks" or rel.parts[0] == "metrics":
+            continue
+        if rel.parts[0] == "tasks" and path.stem not in ("base", "__init__"):
+            assert path.stem in block, path  # "one module per task: ner, classification, ..."
+            continue
+        if path.name not in block:
+            missing.append(str(rel))
+    assert not missing, f"modules missing from the README's architecture map: {missing}"
+    for named in set(re.findall(r"(?<![\w.])([a-z_0-9]+\.py)\b", block)):
+        assert list((SRC / "ftkit").rglob(named)), f"the README's map names {named}, which does not exist"

@@ -136,3 +136,32 @@ def test_yaml_no_is_the_no_strategy(tmp_path):
     assert resolve("ner", None, {}, ["training.eval_strategy=no"])[0].training.eval_strategy == "no"
     p = write(tmp_path / "r.yaml", "task: ner\ntraining:\n  eval_strategy: no\n")
     assert resolve(None, str(p), {}, [])[0].training.eval_strategy == "no"
+
+
+def test_lora_from_the_command_line_takes_the_lora_learning_rate(tmp_path):
+    """--peft lora on a recipe tuned for full fine-tuning uses peft.learning_rate (1e-3, measured on SST-2),
+    unless the user sets a rate; a recipe that turns LoRA on itself keeps its own rate."""
+    demo, _ = resolve("classification", None, {})
+    full = demo.training.learning_rate
+    assert full < 1e-3 and demo.peft.method == "none"
+    lora, _ = resolve("classification", None, {"peft.method": "lora"})
+    assert lora.training.learning_rate == pytest.approx(1e-3) and lora.peft.learning_rate == pytest.approx(1e-3)
+    mine, _ = resolve("classification", None, {"peft.method": "lora", "training.learning_rate": 2e-4})
+    assert mine.training.learning_rate == pytest.approx(2e-4)
+    via_set, _ = resolve("classification", None, {"peft.method": "lora"}, ["training.learning_rate=3e-4"])
+    assert via_set.training.learning_rate == pytest.approx(3e-4)
+    other, _ = resolve("classification", None, {"peft.method": "lora"}, ["peft.learning_rate=5e-4"])
+    assert other.training.learning_rate == pytest.approx(5e-4)
+    off, _ = resolve("classification", None, {"peft.method": "lora"}, ["peft.learning_rate=null"])
+    assert off.training.learning_rate == pytest.approx(full)
+    recipe = write(tmp_path / "r.yaml", "task: classification\npeft: {method: lora}\ntraining: {learning_rate: 3.0e-4}\n")
+    own, _ = resolve(None, str(recipe), {})
+    assert own.training.learning_rate == pytest.approx(3e-4)
+    # the resolved recipe (recipe.yaml of the run) gives the same rate again
+    from ftkit.config import dump_yaml
+
+    again = write(tmp_path / "again.yaml", dump_yaml(lora))
+    assert yaml.safe_load(again.read_text())["training"]["learning_rate"] == pytest.approx(1e-3)
+    assert resolve(None, str(again), {})[0].training.learning_rate == pytest.approx(1e-3)
+    with pytest.raises(FtkitError, match="peft.learning_rate"):
+        resolve("classification", None, {"peft.method": "lora"}, ["peft.learning_rate=-1"])

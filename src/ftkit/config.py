@@ -99,6 +99,11 @@ class PeftConfig(_Strict):
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout on the LoRA branch")
     target_modules: list[str] | None = Field(
         None, min_length=1, description="module names that get adapters; default: the family's attention projections")
+    learning_rate: float | None = Field(
+        1e-3, gt=0, description="the learning rate of a run that --peft lora (or --set peft.method=lora) turns to "
+        "LoRA, unless --learning-rate / --set training.learning_rate says otherwise (a recipe's rate is tuned for "
+        "full fine-tuning; LoRA trains far fewer weights and wants a larger one: bench/results/lora_sst2.json); "
+        "null: training.learning_rate")
 
 
 class TaskOptionsError(ValueError):
@@ -246,6 +251,7 @@ def resolve(
         if raw.get("task") not in (None, task):
             raise FtkitError(f"recipe is for task '{raw.get('task')}', not '{task}'", file=source)
         raw["task"] = task
+    recipe_lora = (raw.get("peft") or {}).get("method") == "lora"
     origins: dict[str, str] = {}
     for key, value in flags.items():
         if value is not None:
@@ -256,4 +262,11 @@ def resolve(
         origins[key] = how
     if "task" not in raw:
         raise FtkitError("the recipe names no task", file=source, hint="add `task: ner` or pass --task")
+    peft = raw.get("peft") or {}
+    if peft.get("method") == "lora" and not recipe_lora and "training.learning_rate" not in origins:
+        # LoRA switched on from the command line: the recipe's rate was chosen for full fine-tuning
+        lora_rate = peft.get("learning_rate", PeftConfig.model_fields["learning_rate"].default)
+        if lora_rate is not None:
+            apply_override(raw, "training.learning_rate", lora_rate)
+            origins.setdefault("training.learning_rate", origins.get("peft.learning_rate", "peft.learning_rate"))
     return validate(raw, source, origins), source

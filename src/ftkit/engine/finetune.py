@@ -120,7 +120,8 @@ def _finetune(cfg, task, run_dir: Path, overwrite: bool, resume: bool, allow_pic
         parameters = count_parameters(model)
         how = "" if cfg.peft.method == "none" else (
             f"; LoRA r={cfg.peft.r} alpha={cfg.peft.alpha:g} on "
-            f"{', '.join(sorted(model.peft_config['default'].target_modules))}")
+            f"{', '.join(sorted(model.peft_config['default'].target_modules))}, learning rate "
+            f"{cfg.training.learning_rate:g}")
         log(f"  parameters: {describe_parameters(parameters)}{how}")
 
         # Everything the user could have got wrong has been checked: now the run folder is created (once).
