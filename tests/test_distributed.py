@@ -127,7 +127,9 @@ def test_the_launcher_and_its_workers_share_one_timeline(baseline):
     worker's phases make one timeline that sums to the wall time (the other worker writes nothing)."""
     _, two, r = baseline
     t = meta(two)["timings"]
-    assert {"startup", "launch", "read", "encode", "model_load", "train", "eval_validation", "save"} <= set(t), t
+    assert {"startup", "launch", "read", "encode", "model_load", "train", "eval_during_training", "save"} <= set(t), t
+    # validation was scored at the best checkpoint during training: not again (on either process)
+    assert "eval_validation" not in t and r.stderr.count("validation: scored at step") == 1
     assert sum(v for k, v in t.items() if k != "total") == pytest.approx(t["total"], rel=0.02)
     assert meta(two)["wall_time_s"] == pytest.approx(t["total"], abs=0.1)
     assert sum(line.startswith("time ") for line in r.stderr.splitlines()) == 1
