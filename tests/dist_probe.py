@@ -12,22 +12,29 @@ import sys
 from typing import Any
 
 
-def score_all(models: dict[str, str], limit: int) -> dict[str, Any]:
+def evaluation_setup(name: str, model_path: str, limit: int):
+    """``(task, facts, tokenizer, examples, features, model)``: the task's demo evaluation split (its first
+    ``limit`` examples) encoded for ``model_path``, and the model built for it (seeded: the same every time)."""
     from ftkit.api import resolve_config
-    from ftkit.engine.inference import model_outputs
     from ftkit.engine.models import build_model, load_facts
     from ftkit.engine.splits import read_splits
     from ftkit.tasks import make_task
 
+    cfg, source = resolve_config(name, model=model_path)
+    task, splits, labels = read_splits(make_task(cfg.task, cfg.task_options, source), cfg)
+    info, task, facts, tokenizer = load_facts(cfg, task, splits["train"], labels)
+    split = "validation" if "validation" in splits else "test"
+    examples = splits[split].select(range(min(limit, len(splits[split]))))
+    features = task.encode(examples, tokenizer, facts, train=False)
+    return task, facts, tokenizer, examples, features, build_model(cfg, task, info, facts, tokenizer)
+
+
+def score_all(models: dict[str, str], limit: int) -> dict[str, Any]:
+    from ftkit.engine.inference import model_outputs
+
     out: dict[str, Any] = {}
     for name, model_path in models.items():
-        cfg, source = resolve_config(name, model=model_path)
-        task, splits, labels = read_splits(make_task(cfg.task, cfg.task_options, source), cfg)
-        info, task, facts, tokenizer = load_facts(cfg, task, splits["train"], labels)
-        split = "validation" if "validation" in splits else "test"
-        examples = splits[split].select(range(min(limit, len(splits[split]))))
-        features = task.encode(examples, tokenizer, facts, train=False)
-        model = build_model(cfg, task, info, facts, tokenizer)  # seeded: the same on every process
+        task, facts, tokenizer, examples, features, model = evaluation_setup(name, model_path, limit)
         outputs = model_outputs(task, facts, model, tokenizer, features, batch_size=4, device="cpu")
         predictions = task.decode(examples, features, outputs, facts)
         scores = task.score(examples, predictions, facts)

@@ -122,6 +122,19 @@ def test_two_processes_of_batch_4_train_what_one_process_of_batch_8_trains(basel
     assert {"rng_state_0.pth", "rng_state_1.pth", "ftkit-distributed.json"} <= {f.name for f in ckpt.iterdir()}
 
 
+def test_the_launcher_and_its_workers_share_one_timeline(baseline):
+    """--processes: the launcher's start-up, reading and encoding, the workers' start (launch) and the main
+    worker's phases make one timeline that sums to the wall time (the other worker writes nothing)."""
+    _, two, r = baseline
+    t = meta(two)["timings"]
+    assert {"startup", "launch", "read", "encode", "model_load", "train", "eval_during_training", "save"} <= set(t), t
+    # validation was scored at the best checkpoint during training: not again (on either process)
+    assert "eval_validation" not in t and r.stderr.count("validation: scored at step") == 1
+    assert sum(v for k, v in t.items() if k != "total") == pytest.approx(t["total"], rel=0.02)
+    assert meta(two)["wall_time_s"] == pytest.approx(t["total"], abs=0.1)
+    assert sum(line.startswith("time ") for line in r.stderr.splitlines()) == 1
+
+
 def test_eval_of_the_saved_model_in_one_process_matches(baseline):
     import ftkit
 

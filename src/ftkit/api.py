@@ -147,6 +147,10 @@ def finetune(
     """
     import os
 
+    from ftkit import timing
+
+    # the command's time counts from the process's start (interpreter and imports); the API's from this call
+    clock = timing.begin(timing.process_start() if timing.command_line else None)
     from ftkit.engine.finetune import finetune as run
     from ftkit.engine.prepare import EXCHANGE_ENV
     from ftkit.engine.run_folder import RECIPE_FILE
@@ -191,7 +195,7 @@ def finetune(
                       trust_remote_code=trust_remote_code)
     else:
         meta = run(cfg, run_dir, overwrite=overwrite, resume=resume, recipe_source=source,
-                   allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+                   allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, clock=clock)
     m = meta["metrics"]
     return RunResult(run_dir=run_dir, task=meta["task"], model=meta["base_model"], labels=list(meta["labels"]),
                      metrics={k: v for k, v in m.items() if isinstance(v, dict)}, train_loss=m["train_loss"],

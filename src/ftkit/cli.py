@@ -173,7 +173,10 @@ def finetune(
     typer.echo(f"run folder: {run.run_dir}", err=True)
     for split, scores in run.metrics.items():
         typer.echo(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items() if isinstance(v, float)))
-    typer.echo(f"wall time {run.wall_time_s:.0f}s", err=True)
+    from ftkit.timing import one_line
+
+    typer.echo(one_line(run.meta["timings"]) if run.meta.get("timings") else f"wall time {run.wall_time_s:.0f}s",
+               err=True)
 
 
 @app.command("eval")
@@ -428,6 +431,9 @@ def recipes(debug: bool = DebugOpt) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """The console script: usage errors as one line, a closed pipe ends quietly."""
+    from ftkit import timing
+
+    timing.command_line = True  # this process is the command: its time counts from the process's start
     try:
         code = app(args=argv, prog_name="ftkit", standalone_mode=False)
     except BrokenPipeError:

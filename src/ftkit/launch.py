@@ -114,10 +114,10 @@ def launch(cfg, run_dir: Path, *, processes: int, accelerate_config: str | None 
            trust_remote_code: bool = False) -> dict[str, Any]:
     """Check, prepare the data once, run ``processes`` workers; returns the run's run.json."""
     import tempfile
-    import time
 
+    from ftkit import timing
     from ftkit.config import dump_yaml
-    from ftkit.engine.distributed import LAUNCHER_ENV, STARTED_ENV
+    from ftkit.engine.distributed import LAUNCHER_ENV
     from ftkit.engine.feature_cache import cache_dir
     from ftkit.engine.finetune import plan_run_dir, resume_accumulation
     from ftkit.engine.prepare import EXCHANGE_ENV, prepare, save
@@ -126,7 +126,6 @@ def launch(cfg, run_dir: Path, *, processes: int, accelerate_config: str | None 
     from ftkit.tasks import make_task
     from ftkit.version import __version__
 
-    started = time.time()
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise FtkitError("--processes inside a job that a launcher already started with several processes",
                          hint="drop --processes: torchrun/accelerate launch set the number of processes")
@@ -161,7 +160,8 @@ def launch(cfg, run_dir: Path, *, processes: int, accelerate_config: str | None 
                 (folder / "recipe.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
                 argv += ["--recipe", str(folder / "recipe.yaml")] + (["--overwrite"] if overwrite else [])
             argv += (["--allow-pickle"] if allow_pickle else []) + (["--trust-remote-code"] if trust_remote_code else [])
-            env = {LAUNCHER_ENV: "ftkit", EXCHANGE_ENV: str(folder), STARTED_ENV: str(started),
+            env = {LAUNCHER_ENV: "ftkit", EXCHANGE_ENV: str(folder),
+                   timing.TIMINGS_ENV: timing.clock().to_env(),  # the main worker continues this clock
                    # time for every worker to finish its step and save a checkpoint after SIGTERM
                    "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": os.environ.get("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "600")}
             if workers == "cpu":

@@ -24,8 +24,6 @@ T = TypeVar("T")
 
 #: set by ``ftkit finetune --processes N`` in its workers' environment
 LAUNCHER_ENV = "FTKIT_LAUNCHER"
-#: the time the --processes launcher started (run.json's wall time includes its preparation)
-STARTED_ENV = "FTKIT_STARTED"
 
 
 class QuietExit(SystemExit):

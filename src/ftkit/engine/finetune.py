@@ -11,10 +11,10 @@ import json
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from ftkit import timing
 from ftkit.config import RunConfig, dump_yaml, flat_keys
 from ftkit.errors import FtkitError
 from ftkit.log import log
@@ -24,7 +24,7 @@ from ftkit.version import __version__
 
 def finetune(cfg: RunConfig, run_dir: Path, *, overwrite: bool = False, resume: bool = False,
              recipe_source: str = "recipe", allow_pickle: bool = False, trust_remote_code: bool = False,
-             callbacks: Sequence[Any] = (), score_test: bool = True) -> dict[str, Any]:
+             callbacks: Sequence[Any] = (), score_test: bool = True, clock: Any = None) -> dict[str, Any]:
     """Train, save the best model to ``run_dir/model`` and score validation and test; returns run.json.
 
     SIGTERM (a scheduler preempting the job) and Ctrl-C save a complete checkpoint and exit with
@@ -33,12 +33,17 @@ def finetune(cfg: RunConfig, run_dir: Path, *, overwrite: bool = False, resume: 
     group and train one model; the main process decides, prints and writes (see ``distributed``).
     ``callbacks``: extra ``TrainerCallback`` objects (a sweep's pruning callback). ``score_test=False``
     leaves the test split unscored (a sweep scores it once, for its best trial, at the end).
+    ``clock``: the ``ftkit.timing`` clock the caller began (the CLI's counts from the process start); without it
+    the run's clock starts here. Its phases are run.json's ``timings``.
     """
-    from ftkit.engine import distributed
-    from ftkit.engine.tracking import check_trackers
-    from ftkit.engine.trainer import sigterm_exits
+    if clock is None:
+        timing.begin()
+    with timing.phase("startup"):  # the libraries a run needs (torch, transformers, datasets) load here
+        import datasets  # noqa: F401
 
-    started = float(os.environ.get(distributed.STARTED_ENV) or time.time())
+        from ftkit.engine import distributed
+        from ftkit.engine.tracking import check_trackers
+        from ftkit.engine.trainer import sigterm_exits
     run_dir = Path(run_dir)
     group = distributed.setup(cfg.training.device)
     task = make_task(cfg.task, cfg.task_options, recipe_source)
@@ -52,7 +57,7 @@ def finetune(cfg: RunConfig, run_dir: Path, *, overwrite: bool = False, resume: 
     if done is not None:
         return done
     with sigterm_exits():
-        return _finetune(cfg, task, run_dir, overwrite, resume, allow_pickle, trust_remote_code, started, group,
+        return _finetune(cfg, task, run_dir, overwrite, resume, allow_pickle, trust_remote_code, group,
                          list(callbacks), score_test)
 
 
@@ -98,7 +103,7 @@ def auto_resume_plan(cfg: RunConfig, run_dir: Path) -> str:
 
 
 def _finetune(cfg, task, run_dir: Path, overwrite: bool, resume: bool, allow_pickle: bool, trust_remote_code: bool,
-              started: float, group: dict[str, Any], callbacks: list[Any], score_test: bool) -> dict[str, Any]:
+              group: dict[str, Any], callbacks: list[Any], score_test: bool) -> dict[str, Any]:
     from ftkit.engine import distributed
     from ftkit.engine.adapters import count_parameters, describe_parameters
     from ftkit.engine.models import build_model
@@ -110,7 +115,8 @@ def _finetune(cfg, task, run_dir: Path, overwrite: bool, resume: bool, allow_pic
         log(f"ftkit {__version__}: task {task.name}, model {cfg.model}")
     p, shared = _prepared(cfg, task, allow_pickle, trust_remote_code)
     try:
-        model = distributed.everyone(lambda: build_model(cfg, p.task, p.info, p.facts, p.tokenizer))
+        with timing.phase("model_load"):
+            model = distributed.everyone(lambda: build_model(cfg, p.task, p.info, p.facts, p.tokenizer))
         parameters = count_parameters(model)
         how = "" if cfg.peft.method == "none" else (
             f"; LoRA r={cfg.peft.r} alpha={cfg.peft.alpha:g} on "
@@ -128,9 +134,10 @@ def _finetune(cfg, task, run_dir: Path, overwrite: bool, resume: bool, allow_pic
             (run_dir / RECIPE_FILE).write_text(dump_yaml(cfg), encoding="utf-8")
             return created
 
-        created = distributed.decide(create)
+        with timing.phase("save"):
+            created = distributed.decide(create)
         try:
-            return _train(cfg, p, model, run_dir, resume, started, group, callbacks, score_test, parameters)
+            return _train(cfg, p, model, run_dir, resume, group, callbacks, score_test, parameters)
         except BaseException:
             # A run that never reached a checkpoint is not worth keeping.
             if distributed.is_main() and created and not any((run_dir / CHECKPOINTS).glob("checkpoint-*")):
@@ -163,7 +170,7 @@ def _prepared(cfg, task, allow_pickle: bool, trust_remote_code: bool):
         (cache_dir() / "prepared").mkdir(parents=True, exist_ok=True)
         folder = tempfile.mkdtemp(dir=cache_dir() / "prepared", prefix="run-")
         try:
-            save(mine["p"], Path(folder))
+            save(mine["p"], Path(folder))  # charged to the "launch" phase
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -209,7 +216,7 @@ def resume_accumulation(checkpoint: str, world: int, per_device: int, accumulati
         hint=f"resume with {w0} processes (--processes {w0}, or torchrun --nproc_per_node {w0})")
 
 
-def _train(cfg, p, model, run_dir: Path, resume: bool, started: float, group: dict[str, Any],
+def _train(cfg, p, model, run_dir: Path, resume: bool, group: dict[str, Any],
            extra_callbacks: list[Any], score_test: bool, parameters: dict[str, int]) -> dict[str, Any]:
     import torch
     from transformers import EarlyStoppingCallback
@@ -239,12 +246,17 @@ def _train(cfg, p, model, run_dir: Path, resume: bool, started: float, group: di
     if cfg.training.early_stopping_patience and has_eval:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_patience))
     compute_metrics = generate_fn = None
+    # the main process's validation predictions and scores by step: the split is not scored again for the model
+    # that training ends with (the best checkpoint, or the last step) when an evaluation already scored it
+    scored: dict[int, tuple[list[Any], dict[str, Any]]] = {}
     if has_eval:
         examples, feats = splits["validation"], features["validation"]
 
         def scores(eval_pred):
             preds = task.decode(examples, feats, eval_pred.predictions, facts)
-            return {k: v for k, v in task.score(examples, preds, facts).items() if isinstance(v, (int, float))}
+            full = task.score(examples, preds, facts)
+            remember(scored, trainer.state.global_step, preds, full, task.best_metric)
+            return {k: v for k, v in full.items() if isinstance(v, (int, float))}
 
         def compute_metrics(eval_pred):
             # every rank holds the gathered outputs; the main process decodes and scores, the others take its
@@ -255,6 +267,7 @@ def _train(cfg, p, model, run_dir: Path, resume: bool, started: float, group: di
             def generate_fn(m):
                 return generate_outputs(task, facts, m, tokenizer, feats, args.per_device_eval_batch_size)
 
+    timing.clock().charge()  # the Trainer's set-up is training's
     trainer = FtkitTrainer(
         model=model, args=args, train_dataset=features["train"], eval_dataset=features.get("validation"),
         data_collator=task.collator(tokenizer, facts), processing_class=tokenizer, compute_metrics=compute_metrics,
@@ -264,6 +277,7 @@ def _train(cfg, p, model, run_dir: Path, resume: bool, started: float, group: di
         compute_loss_func=token_mean_loss if task.label_padding == "tokens" and not uses_num_items(model) else None,
     )
     point_trackers(trainer, run_dir)
+    timing.clock().charge("train")
     w, b, a = args.world_size, args.per_device_train_batch_size, args.gradient_accumulation_steps
     how = f" ({group['backend']}, launched by {group['launcher']})" if w > 1 else ""
     log(f"  training: {w} process{'es' * (w != 1)}{how} x batch {b} per device x accumulation {a} "
@@ -271,7 +285,7 @@ def _train(cfg, p, model, run_dir: Path, resume: bool, started: float, group: di
     # the trackers' own run (mlflow) belongs to the main process, like everything else written
     with tracking_run(cfg, run_dir, resume) if distributed.is_main() else _no_tracking() as tracking:
         try:
-            with contextlib.redirect_stdout(sys.stderr):
+            with contextlib.redirect_stdout(sys.stderr), timing.phase("train"):
                 train_out = trainer.train(resume_from_checkpoint=checkpoint)
         except BaseException as e:
             trainer.end_callbacks()
@@ -294,40 +308,62 @@ def _train(cfg, p, model, run_dir: Path, resume: bool, started: float, group: di
                 f"  ftkit finetune --output {run_dir} --resume")
             raise SystemExit(128 + interrupt.signum)  # 130 for Ctrl-C, 143 for SIGTERM: schedulers requeue on it
 
-        save_model(trainer, tokenizer, task, facts, p.info, cfg.model, run_dir / MODEL_SUBDIR)
+        with timing.phase("save"):
+            save_model(trainer, tokenizer, task, facts, p.info, cfg.model, run_dir / MODEL_SUBDIR)
         metrics: dict[str, Any] = {"train_loss": train_out.training_loss, "train_steps": train_out.global_step,
                                    "train_time_s": round(float(train_out.metrics.get("train_runtime", 0.0)), 1)}
         if trainer.state.best_model_checkpoint:
             metrics["best_checkpoint"] = Path(trainer.state.best_model_checkpoint).name
+        best = trainer.state.best_model_checkpoint
+        final_step = int(Path(best).name.rsplit("-", 1)[-1]) if best else trainer.state.global_step
         for name in ("validation", "test"):
-            if name in splits and (score_test or name != "test"):
+            if name == "validation" and distributed.decide(lambda: final_step in scored):
+                preds, scores_ = scored[final_step] if distributed.is_main() else (None, None)
+                log(f"  validation: scored at step {final_step} during training (the model training ended with)")
+            elif name in splits and (score_test or name != "test"):
                 # every process runs the model over its share; the main process decodes, scores and writes
-                outputs = model_outputs(task, facts, trainer.model, tokenizer, features[name],
-                                        batch_size=eval_batch_size(cfg), device=cfg.training.device)
-                if distributed.is_main():
-                    preds = task.decode(splits[name], features[name], outputs, facts)
-                    scores_ = task.score(splits[name], preds, facts)
+                with timing.phase(f"eval_{name}"):
+                    outputs = model_outputs(task, facts, trainer.model, tokenizer, features[name],
+                                            batch_size=eval_batch_size(cfg), device=cfg.training.device)
+                    if distributed.is_main():
+                        preds = task.decode(splits[name], features[name], outputs, facts)
+                        scores_ = task.score(splits[name], preds, facts)
+            else:
+                continue
+            if distributed.is_main():
+                with timing.phase("save"):
                     task.write_outputs(run_dir, name, splits[name], preds)
                     write_predictions(run_dir, name, task, facts, splits[name], preds)
                     write_eval(run_dir, {"split": name, "data": getattr(cfg.data, name), **scores_})
-                    metrics[name] = scores_
+                metrics[name] = scores_
         tracking.log_final({k: v for k, v in metrics.items() if k in ("validation", "test")}, train_out.global_step)
 
     def finish() -> dict[str, Any]:
+        from ftkit.plot import plot_training
+
+        with timing.phase("plot"):
+            plot_training(run_dir / TRAIN_LOG, run_dir / "training.png", task.best_metric)
+        timings = timing.end()
         meta = {
             "ftkit_version": __version__, "task": task.name, "base_model": cfg.model, "base_model_path": p.info.path,
             "family": facts.family, "labels": list(facts.labels), "max_length": facts.max_length, "data": p.summary,
             "parameters": parameters, "peft": cfg.peft.model_dump(mode="json"),
             "distributed": {**group, "per_device_batch": b, "gradient_accumulation": a, "global_batch": w * b * a},
-            "wall_time_s": round(time.time() - started, 1), "metrics": metrics,
+            "wall_time_s": round(timings["total"], 1), "timings": timings, "metrics": metrics,
         }
         write_json(run_dir / RUN_FILE, meta)
-        from ftkit.plot import plot_training
-
-        plot_training(run_dir / TRAIN_LOG, run_dir / "training.png", task.best_metric)
         return meta
 
     return distributed.decide(finish)
+
+
+def remember(scored: dict, step: int, preds: list[Any], scores: dict[str, Any], metric: str) -> None:
+    """Keep an evaluation's validation predictions and scores by step, only while they can still be the best
+    (the Trainer's best checkpoint is the one of the highest ``metric``): one or two splits' worth in memory."""
+    scored[step] = (preds, scores)
+    top = max((s.get(metric, float("-inf")) for _, s in scored.values()), default=None)
+    for k in [k for k, (_, s) in scored.items() if k != step and s.get(metric, float("-inf")) < top]:
+        del scored[k]
 
 
 @contextlib.contextmanager

@@ -18,9 +18,11 @@ from ftkit.tasks.base import Facts
 
 
 def model_outputs(task, facts: Facts, model, tokenizer, features, batch_size: int = 32, device: str = "auto"):
-    """Model outputs for ``features``, in feature order."""
+    """Model outputs for ``features``, in feature order. One process runs length-sorted batches of its own
+    (``batched``); under N processes the Trainer's loop shards the features and gathers the outputs."""
     from transformers import TrainingArguments
 
+    from ftkit.engine import distributed
     from ftkit.engine.trainer import FtkitTrainer, device_args, torch_device
 
     if getattr(model, "is_onnx", False):  # an ONNX export: onnxruntime, the same batches and reduction
@@ -28,6 +30,10 @@ def model_outputs(task, facts: Facts, model, tokenizer, features, batch_size: in
     if task.generates:
         model.to(torch_device(device))
         return generate_outputs(task, facts, model, tokenizer, features, batch_size)
+    if distributed.world_size() <= 1:
+        from ftkit.engine.batched import forward_outputs
+
+        return forward_outputs(task, facts, model, tokenizer, features, batch_size, torch_device(device))
     with tempfile.TemporaryDirectory(prefix="ftkit-predict-") as tmp:
         args = TrainingArguments(output_dir=tmp, per_device_eval_batch_size=batch_size, report_to="none",
                                  disable_tqdm=True, **device_args(device))

@@ -194,37 +194,19 @@ class OnnxModel:
         return self.session.run(self.output_names, feed)
 
     def outputs(self, task, facts, tokenizer, features, batch_size: int = 32):
-        """Per-feature outputs of ``features`` in order: the task's collator pads each batch as for
-        PyTorch, ``task.reduce_logits`` reduces it, and batches are joined padded with -100 as the
-        Trainer joins them."""
+        """Per-feature outputs of ``features`` in order, as for a PyTorch model (``batched.sorted_outputs``:
+        length-sorted batches padded by the task's collator, reduced by ``task.reduce_logits``, joined in
+        feature order padded with -100 as the Trainer joins them)."""
         import torch
 
-        collate = task.collator(tokenizer, facts)
+        from ftkit.engine.batched import sorted_outputs
+
         columns = [c for c in features.column_names if c in self.input_names]
         missing = [c for c in self.input_names if c not in columns]
         if missing:
             raise FtkitError(f"the features lack the graph inputs {', '.join(missing)}")
-        data = features.select_columns(columns)
-        parts = []
-        for start in range(0, len(data), batch_size):
-            chunk = data[start:start + batch_size]
-            rows = [dict(zip(columns, values)) for values in zip(*(chunk[c] for c in columns))]
-            batch = collate(rows)
-            raw = tuple(torch.from_numpy(o) for o in self.run(batch))
-            parts.append(np.asarray(task.reduce_logits(raw, facts)))
-        return pad_concat(parts)
 
+        def run(batch):
+            return task.reduce_logits(tuple(torch.from_numpy(o) for o in self.run(batch)), facts)
 
-def pad_concat(parts: list[np.ndarray], pad: float = -100) -> np.ndarray:
-    """Batches joined on the first axis, the second axis padded to the longest (as the Trainer does)."""
-    if not parts:
-        return np.zeros((0,))
-    if parts[0].ndim < 2 or all(p.shape[1:] == parts[0].shape[1:] for p in parts):
-        return np.concatenate(parts)
-    width = max(p.shape[1] for p in parts)
-    out = np.full((sum(len(p) for p in parts), width, *parts[0].shape[2:]), pad, dtype=parts[0].dtype)
-    row = 0
-    for p in parts:
-        out[row:row + len(p), :p.shape[1]] = p
-        row += len(p)
-    return out
+        return sorted_outputs(features, columns, task.collator(tokenizer, facts), run, batch_size)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ftkit import timing
 from ftkit.config import RunConfig
 from ftkit.errors import FtkitError
 from ftkit.log import log
@@ -42,18 +43,21 @@ def prepare(cfg: RunConfig, task, *, show: bool = True, allow_pickle: bool = Fal
     from ftkit.engine.splits import describe, read_splits, workers_of
 
     read_started = time.time()
-    task, splits, labels = read_splits(task, cfg)
-    summary, _ = describe(task, splits, show=show)
+    with timing.phase("read"):
+        task, splits, labels = read_splits(task, cfg)
+        summary, _ = describe(task, splits, show=show)
     if show:
         log(f"  data read and checked in {time.time() - read_started:.1f}s")
-    info, task, facts, tokenizer = load_facts(cfg, task, splits["train"], labels, allow_pickle=allow_pickle,
-                                              trust_remote_code=trust_remote_code)
+    with timing.phase("model_load"):
+        info, task, facts, tokenizer = load_facts(cfg, task, splits["train"], labels, allow_pickle=allow_pickle,
+                                                  trust_remote_code=trust_remote_code)
     if show:
         log(f"  model: {info.path} (family {info.family}, {info.model_type}); window {facts.max_length} sub-tokens")
     workers = workers_of(cfg)
     encode_started = time.time()
-    features = {name: encode_cached(task, facts, ds, tokenizer, train=(name == "train"), workers=workers)
-                for name, ds in splits.items()}
+    with timing.phase("encode"):
+        features = {name: encode_cached(task, facts, ds, tokenizer, train=(name == "train"), workers=workers)
+                    for name, ds in splits.items()}
     if show:
         log(f"  features ready in {time.time() - encode_started:.1f}s (--workers {workers}"
             f"{'; streamed: tokenized while training' if cfg.data.streaming else ''})")
@@ -68,9 +72,10 @@ def save(p: Prepared, folder: Path) -> None:
     from ftkit.engine.run_folder import write_json
 
     folder = Path(folder)
-    for kind, sets in (("examples", p.splits), ("features", p.features)):
-        for name, ds in sets.items():
-            ds.save_to_disk(str(folder / kind / name))
+    with timing.phase("launch"):
+        for kind, sets in (("examples", p.splits), ("features", p.features)):
+            for name, ds in sets.items():
+                ds.save_to_disk(str(folder / kind / name))
     write_json(folder / _META, {"facts": p.facts.to_meta(), "summary": p.summary, "splits": list(p.splits)})
 
 
@@ -83,13 +88,15 @@ def load(cfg: RunConfig, folder: Path, *, allow_pickle: bool = False, trust_remo
     from ftkit.tasks import make_task
 
     folder = Path(folder)
-    meta = read_json(folder / _META)
-    splits = {n: load_from_disk(str(folder / "examples" / n)) for n in meta["splits"]}
-    features = {n: load_from_disk(str(folder / "features" / n)) for n in meta["splits"]}
+    with timing.phase("launch"):  # the prepared data handed over: mapped, not read again
+        meta = read_json(folder / _META)
+        splits = {n: load_from_disk(str(folder / "examples" / n)) for n in meta["splits"]}
+        features = {n: load_from_disk(str(folder / "features" / n)) for n in meta["splits"]}
     saved = meta["facts"]
     task = make_task(cfg.task, saved["task_options"], source=str(folder / _META))
-    info, task, facts, tokenizer = load_facts(cfg, task, splits["train"], saved["labels"], allow_pickle=allow_pickle,
-                                              trust_remote_code=trust_remote_code)
+    with timing.phase("model_load"):
+        info, task, facts, tokenizer = load_facts(cfg, task, splits["train"], saved["labels"],
+                                                  allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
     if facts.to_meta() != saved:
         raise FtkitError("this process resolved other Facts than the process that prepared the data",
                          file=folder / _META, hint="every process must see the same model and ftkit version")

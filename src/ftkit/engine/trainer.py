@@ -131,8 +131,17 @@ class FtkitTrainer(Trainer):
 
     # transformers 5.x also length-groups *evaluation* batches when
     # train_sampling_strategy="group_by_length", which reorders predictions
-    # relative to the features. Decoding needs them in order.
+    # relative to the features. Decoding needs them in order: one process evaluates
+    # longest first (batches padded to their own longest feature) and puts the outputs back
+    # in feature order before compute_metrics sees them; N processes go in order.
     def _get_eval_sampler(self, eval_dataset):
+        self._eval_order = None
+        columns = getattr(eval_dataset, "column_names", None) or []
+        if self.args.world_size <= 1 and hasattr(eval_dataset, "__len__") and "input_ids" in columns:
+            from ftkit.engine.batched import feature_lengths
+
+            self._eval_order = np.argsort(-feature_lengths(eval_dataset), kind="stable")
+            return self._eval_order.tolist()
         return SequentialSampler(eval_dataset)
 
     def _save_checkpoint(self, model, trial):
@@ -192,11 +201,30 @@ class FtkitTrainer(Trainer):
             except Exception:  # noqa: BLE001 - e.g. a progress bar that never started
                 pass
 
+    def evaluate(self, *args, **kwargs):
+        from ftkit import timing
+
+        with timing.phase("eval_during_training"):
+            return super().evaluate(*args, **kwargs)
+
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix="eval"):
         if self.generate_fn is None:
-            return super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
-                                           metric_key_prefix)
+            order, self._eval_order = getattr(self, "_eval_order", None), None
+            if order is None:
+                return super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
+                                               metric_key_prefix)
+            metrics_fn = self.compute_metrics
+            if metrics_fn is not None:
+                self.compute_metrics = lambda p: metrics_fn(EvalPrediction(
+                    predictions=in_feature_order(p.predictions, order), label_ids=in_feature_order(p.label_ids, order)))
+            try:
+                out = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
+                                              metric_key_prefix)
+            finally:
+                self.compute_metrics = metrics_fn
+            return out._replace(predictions=in_feature_order(out.predictions, order),
+                                label_ids=in_feature_order(out.label_ids, order))
         out = super().evaluation_loop(dataloader, description, True, ignore_keys, metric_key_prefix)
         if prediction_loss_only is None:
             prediction_loss_only = self.args.prediction_loss_only
@@ -205,6 +233,17 @@ class FtkitTrainer(Trainer):
             metrics = self.compute_metrics(EvalPrediction(predictions=outputs, label_ids=None))
             out.metrics.update({f"{metric_key_prefix}_{k}": v for k, v in metrics.items()})
         return out
+
+
+def in_feature_order(outputs, order: np.ndarray):
+    """Rows gathered in ``order`` (row i belongs to feature ``order[i]``) back in feature order."""
+    if outputs is None:
+        return None
+    if isinstance(outputs, (tuple, list)):
+        return type(outputs)(in_feature_order(o, order) for o in outputs)
+    result = np.empty_like(outputs)
+    result[order] = outputs
+    return result
 
 
 class JsonlLog(TrainerCallback):

@@ -1,0 +1,87 @@
+"""The one-process prediction loop (length-sorted batches, no Trainer) gives what the Trainer's predict gives."""
+
+import contextlib
+import math
+import sys
+import tempfile
+
+import numpy as np
+import pytest
+from dist_probe import evaluation_setup
+
+
+def _trainer_predict(task, facts, model, tokenizer, features, batch_size):
+    """The reference: transformers' own prediction loop over the features in order."""
+    from transformers import TrainingArguments
+
+    from ftkit.engine.trainer import FtkitTrainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args = TrainingArguments(output_dir=tmp, per_device_eval_batch_size=batch_size, report_to="none",
+                                 disable_tqdm=True, use_cpu=True)
+        trainer = FtkitTrainer(model=model, args=args, data_collator=task.collator(tokenizer, facts),
+                               processing_class=tokenizer,
+                               preprocess_logits_for_metrics=lambda logits, _: task.reduce_logits(logits, facts))
+        with contextlib.redirect_stdout(sys.stderr):
+            return trainer.predict(features).predictions
+
+
+def _rounded(x):
+    if isinstance(x, float):
+        return round(x, 3)
+    if isinstance(x, dict):
+        return {k: _rounded(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_rounded(v) for v in x]
+    return x
+
+
+@pytest.mark.parametrize("task_name", ["ner", "classification", "relation", "qa"])
+def test_sorted_batches_give_the_trainers_outputs_and_predictions(tiny_models, task_name):
+    import torch
+
+    from ftkit.engine.batched import feature_lengths, forward_outputs
+
+    task, facts, tok, examples, features, model = evaluation_setup(task_name, str(tiny_models("bert")), 23)
+    seen = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: seen.append(tuple(kw["input_ids"].shape)),
+                                           with_kwargs=True)
+    try:
+        ours = forward_outputs(task, facts, model, tok, features, 4, torch.device("cpu"))
+    finally:
+        hook.remove()
+    ref = _trainer_predict(task, facts, model, tok, features, 4)
+    assert type(ours) is type(ref) and np.shape(ours) == np.shape(ref)
+    lengths = feature_lengths(features)
+    if np.ndim(ours) == 3:  # per sub-token outputs: equal over each feature's own sub-tokens (the rest is padding)
+        for i, n in enumerate(lengths):
+            np.testing.assert_allclose(ours[i, :n], ref[i, :n], rtol=1e-4, atol=1e-5)
+    else:
+        np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)
+    # the same predictions (scores equal up to float noise: another padding changes the sums' order)
+    assert _rounded(task.decode(examples, features, ours, facts)) == _rounded(task.decode(examples, features, ref, facts))
+    # one forward per batch, longest batches first, each padded to its own longest feature only
+    longest_first = sorted(lengths, reverse=True)
+    assert len(seen) == math.ceil(len(features) / 4)
+    assert [s[1] for s in seen] == [longest_first[i] for i in range(0, len(features), 4)]
+    in_order = sum(len(c) * max(c) for c in (lengths[i:i + 4] for i in range(0, len(lengths), 4)))
+    assert sum(s[0] * s[1] for s in seen) <= in_order  # fewer padded positions than batches in feature order
+
+
+def test_predictor_and_scoring_build_no_trainer(tiny_models, monkeypatch):
+    """`ftkit predict`/`serve` (Predictor) and `score_split` in one process: no Trainer is built per call."""
+    from ftkit.engine import trainer as trainer_module
+    from ftkit.engine.inference import Predictor, score_split
+
+    task, facts, tok, examples, features, model = evaluation_setup("ner", str(tiny_models("bert")), 12)
+    expected = score_split(task, facts, model, tok, examples, features, batch_size=5, device="cpu")
+
+    def refuse(*a, **kw):
+        raise AssertionError("a Trainer was built for prediction")
+
+    monkeypatch.setattr(trainer_module.FtkitTrainer, "__init__", refuse)
+    predictions, scores = score_split(task, facts, model, tok, examples, features, batch_size=5, device="cpu")
+    assert predictions == expected[0] and scores == expected[1]
+    p = Predictor(task, facts, model, tok, {}, device="cpu")
+    out = p.predict([{"tokens": list(t)} for t in examples["tokens"][:3]], batch_size=2)
+    assert len(out) == 3 and all("entities" in o for o in out)
