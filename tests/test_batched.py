@@ -85,3 +85,17 @@ def test_predictor_and_scoring_build_no_trainer(tiny_models, monkeypatch):
     p = Predictor(task, facts, model, tok, {}, device="cpu")
     out = p.predict([{"tokens": list(t)} for t in examples["tokens"][:3]], batch_size=2)
     assert len(out) == 3 and all("entities" in o for o in out)
+
+
+@pytest.mark.parametrize("task_name", ["ner", "classification", "relation", "qa"])
+def test_small_sets_encoded_directly_equal_datasets_map(tiny_models, task_name, tmp_path):
+    """A set that fits one map batch and is not cached is encoded by calling the task's batch function
+    directly (Predictor.predict's path): the same rows, columns and types as datasets' map writes."""
+    from ftkit.data.parallel import planned
+
+    task, facts, tok, examples, direct, _ = evaluation_setup(task_name, str(tiny_models("bert")), 23)
+    with planned(1, str(tmp_path / "features.arrow"), "probe"):  # the cached path: datasets' own map
+        mapped = task.encode(examples, tok, facts, train=False)
+    assert mapped.cache_files and not direct.cache_files
+    assert direct.column_names == mapped.column_names and direct.features == mapped.features
+    assert direct.to_list() == mapped.to_list() and len(direct) >= len(examples)

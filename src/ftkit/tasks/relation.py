@@ -37,7 +37,7 @@ import numpy as np
 from pydantic import Field
 
 from ftkit.data.lines import WHOLE, Part, iter_lines, peek_text, plan_parts
-from ftkit.data.parallel import has_nulls, map_examples
+from ftkit.data.parallel import has_nulls, map_examples, rows_in_memory
 from ftkit.data.profile import Profile
 from ftkit.data.records import detect_format, iter_records
 from ftkit.errors import FtkitError
@@ -577,8 +577,6 @@ class RelationTask(Task):
     def predict_examples(self, records: list[dict[str, Any]]):
         """Records are ``{"text": "... <e1>X</e1> ... <e2>Y</e2> ..."}`` (a marked text line, also
         ``ID<TAB>"sentence"`` as in the SemEval files) or JSON with ``text``, ``head`` and ``tail``."""
-        from datasets import Dataset
-
         rows = []
         for i, r in enumerate(records, 1):
             def error(message, hint=None, i=i):
@@ -593,10 +591,7 @@ class RelationTask(Task):
             row.pop("label")
             row["input"] = shown if isinstance(shown, str) else row["text"]
             rows.append(row)
-        if not rows:
-            return Dataset.from_dict({k: [] for k in ("id", "text", "head", "tail", "head_type", "tail_type",
-                                                      "source", "input")})
-        return Dataset.from_list(rows)
+        return rows_in_memory(rows, ["id", "text", "head", "tail", "head_type", "tail_type", "source", "input"])
 
     def format_prediction(self, example: dict[str, Any], prediction) -> dict[str, Any]:
         label, probs = prediction

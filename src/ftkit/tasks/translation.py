@@ -27,6 +27,7 @@ from typing import Any, Iterator, Literal
 from pydantic import Field
 
 from ftkit.data.lines import WHOLE, Part, count_lines, iter_lines, plan_parts
+from ftkit.data.parallel import rows_in_memory
 from ftkit.data.profile import Profile
 from ftkit.data.records import detect_format, iter_records
 from ftkit.errors import FtkitError
@@ -404,8 +405,6 @@ class TranslationTask(Task):
     # ---- predict ----------------------------------------------------------
     def predict_examples(self, records: list[dict[str, Any]]):
         """Records are ``{"source": ...}`` (JSONL) or ``{"text": ...}`` (a plain text line)."""
-        from datasets import Dataset
-
         rows = []
         for i, r in enumerate(records, 1):
             src = r.get("source", r.get("text"))
@@ -413,7 +412,7 @@ class TranslationTask(Task):
                 raise FtkitError(f"input record {i} has no 'source' text",
                                  hint='give plain text lines or JSONL {"source": "..."}')
             rows.append({"source": src})
-        return Dataset.from_list(rows) if rows else Dataset.from_dict({"source": []})
+        return rows_in_memory(rows, ["source"])
 
     def format_prediction(self, example: dict[str, Any], prediction: str) -> dict[str, Any]:
         return {"source": example["source"], "translation": prediction}
