@@ -534,3 +534,32 @@ def test_sigterm_finishes_the_request_in_flight(keyed_server):
     assert "Waiting for connections to close" in log or "Shutting down" in log
     with pytest.raises(httpx.TransportError):
         httpx.get(server.url + "/health", timeout=5)
+
+
+def test_connections_of_the_bound_socket_send_without_nagle():
+    """Each keep-alive answer went out only after the client's delayed ACK (~40 ms a request) while the
+    listening socket did not say it was TCP: asyncio sets TCP_NODELAY only on such connections."""
+    import asyncio
+    import socket
+
+    from ftkit.serving.server import bind
+
+    async def main():
+        sock = bind("127.0.0.1", 0)
+        seen = asyncio.get_running_loop().create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport):
+                s = transport.get_extra_info("socket")
+                seen.set_result(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        server = await asyncio.get_running_loop().create_server(Probe, sock=sock)
+        _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        try:
+            return await asyncio.wait_for(seen, 10)
+        finally:
+            writer.close()
+            server.close()
+
+    assert asyncio.run(main()) != 0

@@ -21,7 +21,9 @@ def bind(host: str, port: int) -> socket.socket:
     except socket.gaierror as e:
         raise FtkitError(f"--host {host}: {e.strerror}") from None
     family, _, _, _, address = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto must say TCP: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on connections whose socket
+    # says so, and with it on, each keep-alive answer waited for the client's delayed ACK (~40 ms)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)
