@@ -562,4 +562,7 @@ def test_connections_of_the_bound_socket_send_without_nagle():
             writer.close()
             server.close()
 
-    assert asyncio.run(main()) != 0
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:  # a loop of its own (another test may leave this thread's loop running)
+        assert pool.submit(lambda: asyncio.run(main())).result(timeout=30) != 0
