@@ -17,21 +17,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from onnx_deploy import conll_sentences  # noqa: E402 (the same sentence list as the ONNX benchmark)
+
 DATA = Path(os.environ.get("DATA", ROOT.parent / "shared" / "data"))
-
-
-def conll_sentences(path: Path) -> list[str]:
-    sents, cur = [], []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            if cur:
-                sents.append(" ".join(cur))
-                cur = []
-        elif not line.startswith("-DOCSTART-"):
-            cur.append(line.split()[0])
-    if cur:
-        sents.append(" ".join(cur))
-    return sents
 
 
 def agreement(ours: list[list], theirs: list[list]) -> dict:
