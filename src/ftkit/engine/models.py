@@ -70,8 +70,11 @@ def load_trained(path: str | Path, *, allow_pickle: bool = False):
     """``(task, facts, model, tokenizer, meta)`` from a run folder or an exported folder (an ONNX export
     gives an :class:`~ftkit.engine.onnx_backend.OnnxModel`, which the engine's ``model_outputs`` runs with onnxruntime)."""
     from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     from ftkit.engine.run_folder import facts_of, read_model_meta
+
+    hf_logging.disable_progress_bar()  # "Loading weights" of a trained folder: noise on predict/eval's stderr
     from ftkit.families import check_weights
 
     mdir, meta = read_model_meta(path)
