@@ -60,12 +60,51 @@ def test_sorted_batches_give_the_trainers_outputs_and_predictions(tiny_models, t
         np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)
     # the same predictions (scores equal up to float noise: another padding changes the sums' order)
     assert _rounded(task.decode(examples, features, ours, facts)) == _rounded(task.decode(examples, features, ref, facts))
-    # one forward per batch, longest batches first, each padded to its own longest feature only
-    longest_first = sorted(lengths, reverse=True)
-    assert len(seen) == math.ceil(len(features) / 4)
-    assert [s[1] for s in seen] == [longest_first[i] for i in range(0, len(features), 4)]
+    # one forward per planned batch (at most 4 features, the longest first), each padded to its own longest
+    # feature only, every feature in exactly one pass
+    from ftkit.engine.batched import plan_batches
+
+    plan = plan_batches(lengths, 4)
+    assert [s for s in seen] == [(len(b), int(lengths[b].max())) for b in plan]
+    assert all(len(b) <= 4 for b in plan) and sorted(np.concatenate(plan).tolist()) == list(range(len(features)))
+    assert seen[0][1] == max(lengths)
     in_order = sum(len(c) * max(c) for c in (lengths[i:i + 4] for i in range(0, len(lengths), 4)))
     assert sum(s[0] * s[1] for s in seen) <= in_order  # fewer padded positions than batches in feature order
+
+
+def _plan_cost(plan, lengths, per_pass):
+    return sum(per_pass + len(b) * int(lengths[b].max()) for b in plan)
+
+
+def test_plan_batches_places_the_cuts_where_they_cost_least():
+    """The plan's cost (a fixed cost per pass plus padded positions) is the least over every way of cutting the
+    length-sorted order into runs of at most batch_size (checked by brute force), never more than cutting
+    every batch_size, and a few alike inputs stay one pass."""
+    import itertools
+    import random
+
+    from ftkit.engine.batched import plan_batches
+
+    rng = random.Random(0)
+    for trial in range(200):
+        n, size, per_pass = rng.randint(1, 9), rng.randint(1, 5), rng.choice([0, 8, 48, 500])
+        lengths = np.array([rng.choice([rng.randint(3, 20), rng.randint(20, 120)]) for _ in range(n)])
+        plan = plan_batches(lengths, size, per_pass)
+        assert sorted(np.concatenate(plan).tolist()) == list(range(n)) and all(0 < len(b) <= size for b in plan)
+        assert all(lengths[b].max() <= lengths[plan[0]].max() for b in plan)  # the longest first
+        ordered = sorted(range(n), key=lambda i: -lengths[i])
+        best = min(
+            _plan_cost([np.array(ordered[a:b]) for a, b in zip((0, *cuts), (*cuts, n))], lengths, per_pass)
+            for k in range(n) for cuts in itertools.combinations(range(1, n), k)
+            if all(b - a <= size for a, b in zip((0, *cuts), (*cuts, n))))
+        assert _plan_cost(plan, lengths, per_pass) == best, (lengths, size, per_pass)
+        fixed = [np.array(ordered[i:i + size]) for i in range(0, n, size)]
+        assert _plan_cost(plan, lengths, per_pass) <= _plan_cost(fixed, lengths, per_pass)
+    # a server's batch: 31 short sentences and one long one -> the long one goes alone
+    lengths = np.array([15] * 31 + [60])
+    plan = plan_batches(lengths, 32)
+    assert [len(b) for b in plan] == [1, 31] and plan[0].tolist() == [31]
+    assert len(plan_batches(np.array([14, 15, 16, 15]), 32)) == 1
 
 
 def test_predictor_and_scoring_build_no_trainer(tiny_models, monkeypatch):

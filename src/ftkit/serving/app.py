@@ -50,7 +50,7 @@ class ServeOptions:
     device: str = "auto"
     allow_pickle: bool = False
     #: inputs per model call (dynamic batching)
-    max_batch_size: int = 32
+    max_batch_size: int = 64
     #: how long the first request of a batch waits for others
     max_wait_ms: float = 5.0
     max_body_bytes: int = 1_048_576
@@ -137,14 +137,9 @@ class ServerState:
             fn(self, e)
 
     def predict_batch(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """One ``Predictor.predict`` call (worker thread); inputs go in sorted by length so the forward
-        passes of a batch larger than ``max_batch_size`` pad little, and come back in request order."""
-        order = sorted(range(len(records)), key=lambda i: input_chars(records[i]))
-        outputs = self.predictor.predict([records[i] for i in order], batch_size=self.options.max_batch_size)
-        result: list[Any] = [None] * len(records)
-        for i, out in zip(order, outputs):
-            result[i] = out
-        return result
+        """One ``Predictor.predict`` call (the model thread): forward passes of inputs of similar length
+        (``batched.plan_batches``), outputs in request order."""
+        return self.predictor.predict(records, batch_size=self.options.max_batch_size)
 
     def check_records(self, records: list[dict[str, Any]]) -> Optional[JSONResponse]:
         """The task's own check of predict inputs (``predict_examples``): a 422 naming the record it rejects."""
