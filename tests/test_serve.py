@@ -454,6 +454,35 @@ def test_batcher_gathers_concurrent_requests_and_isolates_failures():
     asyncio.run(main())
 
 
+def test_batcher_answers_a_lone_client_without_waiting_for_company():
+    """One client sending request after request: after two lone batches nothing waits max_wait_ms any more;
+    concurrent requests after that are gathered (and wait) again."""
+    from ftkit.serving.batcher import Batcher
+
+    calls = []
+
+    def predict(records):
+        calls.append(len(records))
+        return list(records)
+
+    async def main():
+        b = Batcher(predict, max_batch_size=8, max_wait_ms=300)
+        await b.start()
+        took = []
+        for i in range(6):
+            t = time.perf_counter()
+            assert await b.submit([i]) == [i]
+            took.append(time.perf_counter() - t)
+        assert min(took[:2]) >= 0.25  # the first two still waited for company
+        assert max(took[2:]) < 0.15, took
+        answers = await asyncio.gather(*(b.submit([f"c{i}"]) for i in range(5)))
+        assert answers == [[f"c{i}"] for i in range(5)]
+        assert calls[6:] and max(calls[6:]) > 1  # gathered again
+        await b.stop()
+
+    asyncio.run(main())
+
+
 # ---------------------------------------------------------------------------
 # the page
 

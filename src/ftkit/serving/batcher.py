@@ -2,7 +2,8 @@
 
 Each request puts its inputs in a queue and awaits its own answer. The model has a thread of its own
 that gathers and predicts: it takes the first waiting request, then keeps taking more until the batch
-holds ``max_batch_size`` inputs or ``max_wait_ms`` have passed since the first, calls ``predict`` on the
+holds ``max_batch_size`` inputs or ``max_wait_ms`` have passed since the first (no wait after two batches
+in a row of one request each: a lone client is answered at once), calls ``predict`` on the
 batch and hands each request its slice of the outputs, in order. The model never runs on the event loop,
 and never in two threads at once. The gathering is on the model's thread, not on the event loop, so the
 next batch starts the moment the previous one ends, with whatever queued meanwhile: the loop, busy
@@ -97,13 +98,18 @@ class Batcher:
     # ---- the model thread -------------------------------------------------
     def _work(self) -> None:
         carry: _Job | None = None
+        alone = 0  # batches in a row that held a single request
         while True:
             first = carry or self._jobs.get()
             carry = None
             if first is None:
                 return
             batch, size, last = [first], len(first.records), False
-            deadline = time.monotonic() + self.max_wait
+            # wait for company only when there has been some: after two batches in a row of one request each
+            # (a lone client) waiting would only add max_wait to every answer; a second client's request
+            # that arrives meanwhile is taken by the next batch with whatever else queued, and once a batch
+            # holds two requests the waiting is back
+            deadline = time.monotonic() + (self.max_wait if alone < 2 else 0.0)
             while size < self.max_batch_size:
                 try:
                     job = self._jobs.get(timeout=max(0.0, deadline - time.monotonic()))
@@ -119,6 +125,7 @@ class Batcher:
                 size += len(job.records)
             with self._lock:
                 self._queued -= size
+            alone = alone + 1 if len(batch) == 1 else 0
             try:
                 self._run(batch)
             except Exception:  # noqa: BLE001 - the thread must outlive anything a batch does
