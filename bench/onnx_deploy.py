@@ -162,7 +162,9 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     if sys.argv[1:] == ["--speed-only"]:  # the speed part again, on the exports of an earlier full run
         result = json.loads(RESULT.read_text())
-        dirs = {"pytorch": NER_RUN, **{k: OUT / f"ner-{k}" for k in ("transformers", "onnx", "onnx_int8")}}
+        run = Path(result.get("ner_run", NER_RUN))  # the run the exports were made from
+        dirs = {"pytorch": run if run.is_absolute() else ROOT / run,
+                **{k: OUT / f"ner-{k}" for k in ("transformers", "onnx", "onnx_int8")}}
         print("== speed (3,453 CoNLL-2003 test sentences, batch 32)", flush=True)
         result["speed_conll2003_test"] = speed(dirs, conll_sentences(CONLL_TEST))
         save(result)

@@ -18,8 +18,8 @@ import numpy as np
 #: what the Trainer pads predictions of different lengths with (``task.decode`` never reads it)
 PAD = -100
 #: what one forward pass costs on a CPU beside its positions, in positions: measured with MiniLM on 2 cores
-#: (``bench/results/batch_plan.json``: a pass over 1 x 16 sub-tokens takes 11 ms, 32 x 64 take 353 ms, i.e.
-#: about 8 ms a pass plus 0.17 ms a position); a GPU pass is cheap per position, so there it is larger
+#: (``bench/batch_plan.py``: 5-8 ms a pass plus 0.14-0.17 ms a position, 38-49 positions from run to run;
+#: the plan's cost changes little within that range); a GPU pass is cheap per position, so there it is larger
 CPU_PASS_POSITIONS = 48
 GPU_PASS_POSITIONS = 4096
 #: above this many features the cuts are every ``batch_size`` (sorted that many are alike in length)

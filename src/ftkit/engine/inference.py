@@ -135,7 +135,9 @@ class Predictor:
             return []
         predictions = predict_split(self.task, self.facts, self.model, self.tokenizer, unhashed_maps(examples),
                                     batch_size=batch_size, device=self.device)
-        return [self.task.format_prediction(ex, p) for ex, p in zip(examples, predictions)]
+        columns = examples[:]  # every column converted at once (iterating a Dataset formats row by row)
+        rows = (dict(zip(columns, values)) for values in zip(*columns.values()))
+        return [self.task.format_prediction(ex, p) for ex, p in zip(rows, predictions)]
 
 
 def unhashed_maps(examples):
