@@ -86,7 +86,7 @@ def export_onnx(model, tokenizer, out_dir: Path, quantize: str | None = None) ->
     try:
         # the exporter prints its progress on stdout (the command's output) and logs warnings about
         # operators of packages that are not installed: neither concerns the user
-        with contextlib.redirect_stdout(io.StringIO()), _quiet_logger("torch.onnx"):
+        with contextlib.redirect_stdout(io.StringIO()), _quiet_logger("torch.onnx"), _eager_attention(model):
             torch.onnx.export(_wrap(model, output_names), (), str(path), kwargs=inputs, input_names=list(inputs),
                               output_names=output_names, dynamo=True, external_data=size > EXTERNAL_DATA_BYTES,
                               dynamic_shapes={k: {0: batch, 1: sequence} for k in inputs}, verbose=False)
@@ -118,6 +118,25 @@ def _quiet_logger(name: str):
         yield
     finally:
         logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _eager_attention(model):
+    """The model's attention as plain matmul/softmax ops while it is exported: SDPA's decomposition adds
+    masking ops (Where, IsNaN) and transposes that onnxruntime runs as they are; the eager graph computes the
+    same and its int8 version runs about 10% faster here (``bench/onnx_deploy.py``; fp32 parity unchanged)."""
+    previous = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    switch = previous not in (None, "eager") and hasattr(model, "set_attn_implementation")
+    if switch:
+        try:
+            model.set_attn_implementation("eager")
+        except Exception:  # noqa: BLE001 - a model without an eager path is exported as it is
+            switch = False
+    try:
+        yield
+    finally:
+        if switch:
+            model.set_attn_implementation(previous)
 
 
 def _opset(path: Path) -> int | None:

@@ -372,7 +372,7 @@ class ClassificationTask(Task):
     def pooled_logits(self, n_examples: int, features, outputs) -> tuple[np.ndarray, np.ndarray]:
         """Mean logits per example over its windows, and the number of windows of each."""
         outputs = np.asarray(outputs, dtype=np.float64)
-        ids = np.asarray(features["example_id"], dtype=np.int64)
+        ids = np.asarray(features["example_id"][:], dtype=np.int64)
         sums = np.zeros((n_examples, outputs.shape[-1]))
         counts = np.zeros(n_examples)
         np.add.at(sums, ids, outputs)

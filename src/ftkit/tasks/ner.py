@@ -325,9 +325,10 @@ class NerTask(Task):
         """Per example, one ``(tag, score)`` per word; words with no sub-token get ``("O", 0.0)``."""
         labels = facts.labels
         outputs = np.asarray(outputs)
-        n_words = [len(t) for t in examples["tokens"]]
+        # (``[:]`` converts a column at once; iterating a datasets Column formats it row by row)
+        n_words = [len(t) for t in examples["tokens"][:]]
         per_example: dict[int, list[tuple[int, int, list]]] = {}
-        for f_idx, (ex_id, wids) in enumerate(zip(features["example_id"], features["word_ids"])):
+        for f_idx, (ex_id, wids) in enumerate(zip(features["example_id"][:], features["word_ids"][:])):
             first: dict[int, tuple[str, float]] = {}
             for pos, w in enumerate(wids):
                 if w >= 0 and w not in first and pos < outputs.shape[1]:
@@ -348,7 +349,7 @@ class NerTask(Task):
         from ftkit import metrics
 
         return metrics.compute("seqeval_entities", predictions=[[tag for tag, _ in p] for p in predictions],
-                               references=[list(t) for t in examples["tags"]])
+                               references=[list(t) for t in examples["tags"][:]])
 
     error_analysis = "sentences with the most entity errors (missed, spurious or mislabelled entities)"
 
