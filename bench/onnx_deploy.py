@@ -9,7 +9,7 @@ Needs two trained MiniLM runs (paths overridable):
    the CoNLL-2003 test set (3,453 sentences), accuracy on the SST-2 test set (1,821 sentences);
 3. speed: `ftkit predict` on the 3,453 CoNLL-2003 test sentences, batch 32: PyTorch eager, ONNX fp32,
    ONNX int8 (end to end, the command as a user runs it, and the predict loop alone in one process: the
-   three in turn, three rounds, the best of each), and
+   three in turn, five rounds, the best of each), and
    `transformers.pipeline("token-classification", aggregation_strategy="simple", batch_size=32)` on the
    exported folder;
 4. parity: raw logits of ONNX fp32 vs PyTorch on 64 real test sentences of each task (max abs diff) and
@@ -39,7 +39,7 @@ OUT = ROOT / "runs" / "bench-onnx"
 FTKIT = str(ROOT / ".venv" / "bin" / "ftkit")
 ENV = dict(os.environ, HF_HUB_OFFLINE="1")
 #: predict-loop timings per backend (taken in turns; the best is reported)
-ROUNDS = 3
+ROUNDS = int(os.environ.get("ROUNDS", "5"))
 
 
 def sh(*args, **kw) -> tuple[subprocess.CompletedProcess, float]:
