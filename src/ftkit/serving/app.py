@@ -142,16 +142,16 @@ class ServerState:
         return self.predictor.predict(records, batch_size=self.options.max_batch_size)
 
     def check_records(self, records: list[dict[str, Any]]) -> Optional[JSONResponse]:
-        """The task's own check of predict inputs (``predict_examples``): a 422 naming the record it rejects."""
+        """The task's own check of predict inputs (``check_predict_records``): a 422 naming the record it rejects."""
         try:
-            self.task.predict_examples(records)
+            self.task.check_predict_records(records)
             return None
         except FtkitError as e:
             message = e.one_line()
         index = None
         for i, rec in enumerate(records):  # which one? (checked alone, so its message would say "record 1")
             try:
-                self.task.predict_examples([rec])
+                self.task.check_predict_records([rec])
             except FtkitError:
                 index = i
                 break

@@ -303,9 +303,29 @@ class Task(ABC):
         return "\n".join(f"{k}: {v}" for k, v in metrics.items() if not isinstance(v, dict))
 
     # ---- predict ----------------------------------------------------------
-    @abstractmethod
+    def predict_rows(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Raw predict inputs checked and turned into example rows (an ``FtkitError`` naming the record it
+        rejects). A task implements this -- ``predict_examples`` then makes the rows a dataset -- or
+        ``predict_examples`` itself."""
+        raise NotImplementedError(f"task {self.name} implements neither predict_rows nor predict_examples")
+
+    def predict_columns(self) -> list[str]:
+        """The columns of ``predict_rows``' rows (the examples of an empty input have them)."""
+        return []
+
     def predict_examples(self, records: list[dict[str, Any]]):
-        """Examples (as from ``read``) built from raw predict inputs."""
+        """Examples (as from ``read``) built from raw predict inputs: ``predict_rows`` as a dataset."""
+        from ftkit.data.parallel import rows_in_memory
+
+        return rows_in_memory(self.predict_rows(records), self.predict_columns())
+
+    def check_predict_records(self, records: list[dict[str, Any]]) -> None:
+        """Raise what ``predict_examples`` would raise for these records, without building the dataset when
+        the task has ``predict_rows`` (``ftkit serve`` checks every request this way before queueing it)."""
+        if type(self).predict_rows is not Task.predict_rows:
+            self.predict_rows(records)
+        else:
+            self.predict_examples(records)
 
     @abstractmethod
     def format_prediction(self, example: dict[str, Any], prediction: Any) -> dict[str, Any]:

@@ -32,7 +32,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from ftkit.data.lines import WHOLE, Part, iter_lines, plan_parts
-from ftkit.data.parallel import column_sum, in_memory, map_examples
+from ftkit.data.parallel import column_sum, map_examples
 from ftkit.data.profile import Profile
 from ftkit.data.records import detect_format, iter_records
 from ftkit.errors import FtkitError
@@ -511,7 +511,7 @@ class ClassificationTask(Task):
         return "\n".join(lines)
 
     # ---- predict ----------------------------------------------------------
-    def predict_examples(self, records: list[dict[str, Any]]):
+    def predict_rows(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Records are ``{"text": ...}`` (or the recipe's text column), plus ``text_pair`` for pair models."""
         o = self.options
         pair = o.text_pair_column is not None
@@ -528,8 +528,10 @@ class ClassificationTask(Task):
                     raise _error_at(where, "this model classifies text pairs: the record needs a 'text_pair' field")
                 row["text_pair"] = self._text(r[pkey], pkey, where)
             rows.append(row)
-        columns = ["text"] + (["text_pair"] if pair else [])
-        return in_memory({c: [r[c] for r in rows] for c in columns})
+        return rows
+
+    def predict_columns(self) -> list[str]:
+        return ["text"] + (["text_pair"] if self.options.text_pair_column is not None else [])
 
     def format_prediction(self, example: dict[str, Any], prediction: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {"text": example["text"]}

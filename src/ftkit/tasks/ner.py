@@ -20,7 +20,7 @@ from pydantic import Field
 
 from ftkit.data.conll import TAG_RE, detect_scheme, iter_conll, to_iob2
 from ftkit.data.lines import WHOLE, Part, plan_parts
-from ftkit.data.parallel import map_examples, rows_in_memory
+from ftkit.data.parallel import map_examples
 from ftkit.data.profile import Profile
 from ftkit.data.records import detect_format, iter_records
 from ftkit.errors import FtkitError
@@ -389,7 +389,7 @@ class NerTask(Task):
         return "\n".join(lines)
 
     # ---- predict ----------------------------------------------------------
-    def predict_examples(self, records: list[dict[str, Any]]):
+    def predict_rows(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Records are ``{"text": ...}`` (split into words here) or ``{"tokens": [...]}``."""
         rows = []
         for r in records:
@@ -405,7 +405,10 @@ class NerTask(Task):
                 toks = [w for w, _, _ in words]
                 spans = [(s, e) for _, s, e in words]
             rows.append({"tokens": toks, "text": text, "spans": spans})
-        return rows_in_memory(rows, ["tokens", "text", "spans"])
+        return rows
+
+    def predict_columns(self) -> list[str]:
+        return ["tokens", "text", "spans"]
 
     def format_prediction(self, example: dict[str, Any], prediction) -> dict[str, Any]:
         tags = [t for t, _ in prediction]

@@ -32,7 +32,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from ftkit.data.lines import WHOLE, Part, codec_name
-from ftkit.data.parallel import map_examples, rows_in_memory
+from ftkit.data.parallel import map_examples
 from ftkit.data.profile import Profile
 from ftkit.data.records import detect_format, iter_records, read_text
 from ftkit.errors import FtkitError
@@ -656,7 +656,7 @@ class QaTask(Task):
         return "\n".join(lines)
 
     # ---- predict ----------------------------------------------------------
-    def predict_examples(self, records: list[dict[str, Any]]):
+    def predict_rows(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Records are ``{"question": ..., "context": ...}`` (an ``id`` is passed through)."""
         rows = []
         for n, r in enumerate(records, 1):
@@ -667,7 +667,10 @@ class QaTask(Task):
                         hint='qa predicts on JSONL lines like {"question": "...", "context": "..."}',
                     )
             rows.append({"id": str(r.get("id", "")), "question": r["question"], "context": r["context"]})
-        return rows_in_memory(rows, ["id", "question", "context"])
+        return rows
+
+    def predict_columns(self) -> list[str]:
+        return ["id", "question", "context"]
 
     def format_prediction(self, example: dict[str, Any], prediction) -> dict[str, Any]:
         out = {"id": example["id"]} if example.get("id") else {}

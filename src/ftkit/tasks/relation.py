@@ -37,7 +37,7 @@ import numpy as np
 from pydantic import Field
 
 from ftkit.data.lines import WHOLE, Part, iter_lines, peek_text, plan_parts
-from ftkit.data.parallel import has_nulls, map_examples, rows_in_memory
+from ftkit.data.parallel import has_nulls, map_examples
 from ftkit.data.profile import Profile
 from ftkit.data.records import detect_format, iter_records
 from ftkit.errors import FtkitError
@@ -574,7 +574,7 @@ class RelationTask(Task):
         return "\n".join(lines)
 
     # ---- predict ----------------------------------------------------------
-    def predict_examples(self, records: list[dict[str, Any]]):
+    def predict_rows(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Records are ``{"text": "... <e1>X</e1> ... <e2>Y</e2> ..."}`` (a marked text line, also
         ``ID<TAB>"sentence"`` as in the SemEval files) or JSON with ``text``, ``head`` and ``tail``."""
         rows = []
@@ -591,7 +591,10 @@ class RelationTask(Task):
             row.pop("label")
             row["input"] = shown if isinstance(shown, str) else row["text"]
             rows.append(row)
-        return rows_in_memory(rows, ["id", "text", "head", "tail", "head_type", "tail_type", "source", "input"])
+        return rows
+
+    def predict_columns(self) -> list[str]:
+        return ["id", "text", "head", "tail", "head_type", "tail_type", "source", "input"]
 
     def format_prediction(self, example: dict[str, Any], prediction) -> dict[str, Any]:
         label, probs = prediction

@@ -27,7 +27,6 @@ from typing import Any, Iterator, Literal
 from pydantic import Field
 
 from ftkit.data.lines import WHOLE, Part, count_lines, iter_lines, plan_parts
-from ftkit.data.parallel import rows_in_memory
 from ftkit.data.profile import Profile
 from ftkit.data.records import detect_format, iter_records
 from ftkit.errors import FtkitError
@@ -403,7 +402,7 @@ class TranslationTask(Task):
         return lines
 
     # ---- predict ----------------------------------------------------------
-    def predict_examples(self, records: list[dict[str, Any]]):
+    def predict_rows(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Records are ``{"source": ...}`` (JSONL) or ``{"text": ...}`` (a plain text line)."""
         rows = []
         for i, r in enumerate(records, 1):
@@ -412,7 +411,10 @@ class TranslationTask(Task):
                 raise FtkitError(f"input record {i} has no 'source' text",
                                  hint='give plain text lines or JSONL {"source": "..."}')
             rows.append({"source": src})
-        return rows_in_memory(rows, ["source"])
+        return rows
+
+    def predict_columns(self) -> list[str]:
+        return ["source"]
 
     def format_prediction(self, example: dict[str, Any], prediction: str) -> dict[str, Any]:
         return {"source": example["source"], "translation": prediction}
