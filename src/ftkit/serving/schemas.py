@@ -4,7 +4,7 @@
 ``{"text": line}``) or an object with the task's fields. Unknown fields and wrong types are rejected by
 pydantic with the path of the field (``inputs[2].context``), so a typo is a 422, never a silently empty
 prediction. A task without a model here (a plugin) takes any JSON object and its own
-``predict_examples`` validates it.
+``predict_rows`` or ``predict_examples`` validates it.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class TranslationInput(OneOfInput):
 
 
 class AnyInput(InputRecord):
-    """A plugin task's record: any JSON object; the task's ``predict_examples`` checks it."""
+    """A plugin task's record: any JSON object; the task's ``check_predict_records`` checks it."""
 
     model_config = ConfigDict(extra="allow")
 
