@@ -1,7 +1,8 @@
 """The model over features in one process, fast: batches of similar length, no Trainer.
 
 Features are sorted by length and cut into batches (each padded only to its own longest feature: see
-:func:`plan_batches` for where the cuts go), run under ``torch.inference_mode()``, reduced per batch by ``task.reduce_logits`` and put back in feature order. The
+:func:`plan_batches` for where the cuts go), run under ``torch.inference_mode()``, reduced per batch by
+``task.reduce_logits`` and put back in feature order. The
 result is what the Trainer's prediction loop returns for the same features -- a numpy array (or a tuple of
 them), every dimension after the first padded with -100 to the longest -- so ``task.decode`` takes either.
 Building a Trainer costs tens of milliseconds a call (a server predicts once per request batch) and its loop
@@ -113,17 +114,11 @@ def sorted_outputs(features, columns: list[str], collate, run, batch_size: int,
     data = features.select_columns(columns)
     data = data if data.format.get("type") is None else data.with_format(None)
     for idx in plan_batches(feature_lengths(features), batch_size, pass_positions):
-        cols = _rows(data, idx, columns)
+        cols = data[idx.tolist()]
         parts.append((idx, _numpy(run(collate([{c: cols[c][i] for c in columns} for i in range(len(idx))])))))
     if not parts:
         return np.zeros((0,), dtype=np.float32)
     return _in_order(parts, n)
-
-
-def _rows(data, idx: np.ndarray, columns: list[str]) -> dict[str, list]:
-    """Columns of the rows ``idx`` as Python lists."""
-    rows = data[idx.tolist()]
-    return {c: rows[c] for c in columns}
 
 
 def _numpy(x):

@@ -19,7 +19,6 @@ import contextlib
 import io
 import logging
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
