@@ -29,7 +29,20 @@ ORDER = ("startup", "launch", "read", "encode", "model_load", "train", "eval_dur
 
 
 def process_start() -> float:
-    """When this process started (its interpreter start-up and imports count towards a command's time)."""
+    """When this process started (its interpreter start-up and imports count towards a command's time).
+
+    On Linux: the process's start in clock ticks since boot (/proc/self/stat) against the uptime now
+    (/proc/uptime, to 10 ms). psutil's ``create_time`` adds the same ticks to the boot time, which the kernel
+    gives in whole seconds: up to a second early (0.55 s on the machine this was measured on)."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        with open("/proc/uptime", encoding="ascii") as f:
+            uptime = float(f.read().split()[0])
+        now = time.time()
+        return min(now, now - (uptime - start_ticks / os.sysconf("SC_CLK_TCK")))
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import psutil
 

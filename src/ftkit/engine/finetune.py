@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from ftkit import timing
+from ftkit import startup, timing
 from ftkit.config import RunConfig, dump_yaml, flat_keys
 from ftkit.errors import FtkitError
 from ftkit.log import log
@@ -38,7 +38,8 @@ def finetune(cfg: RunConfig, run_dir: Path, *, overwrite: bool = False, resume: 
     """
     if clock is None:
         timing.begin()
-    with timing.phase("startup"):  # the libraries a run needs (torch, transformers, datasets) load here
+    # the libraries a run needs (torch, transformers, datasets) load here, the garbage collector paused
+    with timing.phase("startup"), startup.loading():
         import datasets  # noqa: F401
 
         from ftkit.engine import distributed

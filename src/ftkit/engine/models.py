@@ -69,15 +69,18 @@ def load_base(cfg: RunConfig, task, train, labels: list[str], *, allow_pickle: b
 def load_trained(path: str | Path, *, allow_pickle: bool = False):
     """``(task, facts, model, tokenizer, meta)`` from a run folder or an exported folder (an ONNX export
     gives an :class:`~ftkit.engine.onnx_backend.OnnxModel`, which the engine's ``model_outputs`` runs with onnxruntime)."""
+    from ftkit import startup
+    from ftkit.engine.run_folder import facts_of, read_model_meta
+
+    mdir, meta = read_model_meta(path)
+    startup.load_libraries("datasets", "transformers.models.auto",
+                           "onnxruntime" if meta.get("format") == "onnx" else "transformers.modeling_utils")
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
-
-    from ftkit.engine.run_folder import facts_of, read_model_meta
 
     hf_logging.disable_progress_bar()  # "Loading weights" of a trained folder: noise on predict/eval's stderr
     from ftkit.families import check_weights
 
-    mdir, meta = read_model_meta(path)
     task, facts = facts_of(meta, str(mdir))
     check_weights(str(mdir), allow_pickle)
     kwargs = {"add_prefix_space": True} if meta.get("add_prefix_space") else {}
