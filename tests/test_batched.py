@@ -1,7 +1,6 @@
 """The one-process prediction loop (length-sorted batches, no Trainer) gives what the Trainer's predict gives."""
 
 import contextlib
-import math
 import sys
 import tempfile
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from ftkit.errors import FtkitError
 from ftkit.log import log
-from ftkit.recipes import builtin_dir, describe
+from ftkit.recipes import builtin_dir
 
 ACCELERATE_DIR = "accelerate"
 #: distributed types that need accelerator devices (accelerate enables them only there)
