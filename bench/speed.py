@@ -8,9 +8,9 @@
 - CoNLL-2003: the first 3,000 sentences of eng.train, 1 epoch, MiniLM; dev (eng.testa) and test (eng.testb)
   scored. The course-style dynamic-padding script (bench/baseline_ner_course.py) and `ftkit finetune --task ner`.
 - Predict: the MiniLM NER model trained above, exported (`ftkit export`), on the 3,453 eng.testb sentences:
-  `ftkit predict` as a whole command, against `transformers.pipeline("token-classification",
-  aggregation_strategy="simple")` (the loop alone, model loaded) at its default batch size and at a few others;
-  the entities of both are compared.
+  `ftkit predict` as a whole command (and its loop alone, model loaded, in its own process), against
+  `transformers.pipeline("token-classification", aggregation_strategy="simple")` (the loop alone, model loaded)
+  at its default batch size and at a few others; the entities of both are compared.
 
 Every command runs with a fresh feature cache (so encoding is measured, as the references tokenize too). Prints
 the table with ftkit's timing breakdown beside the references and writes bench/results/speed.json.
@@ -155,6 +155,18 @@ def pipeline_side(model: str, inputs: str, out: str) -> None:
                                      "torch_threads": torch.get_num_threads()}))
 
 
+def ftkit_loop_side(model: str, inputs: str, out: str) -> None:
+    """(in its own process) ftkit's prediction loop alone, model loaded: what the pipeline side times."""
+    from ftkit.engine.inference import Predictor
+
+    records = [{"text": s} for s in Path(inputs).read_text(encoding="utf-8").splitlines()]
+    predictor = Predictor.load(model)
+    predictor.predict(records[:64])  # warm-up, as the pipeline's first call is not timed apart either
+    t0 = time.time()
+    predictor.predict(records, batch_size=32)
+    Path(out).write_text(json.dumps({"loop_s": round(time.time() - t0, 1)}))
+
+
 def predict(data: Path, tmp: Path, env: dict[str, str]) -> dict:
     run = tmp / "run-conll"
     if not (run / "run.json").exists():
@@ -169,6 +181,8 @@ def predict(data: Path, tmp: Path, env: dict[str, str]) -> dict:
             for x in (tmp / "preds.jsonl").read_text(encoding="utf-8").splitlines()]
     if env.get("BENCH_FTKIT_ONLY"):
         return {"sentences": len(sents), "ftkit_predict_wall_s": round(wall, 1)}
+    timed([PY, __file__, "--ftkit-loop", str(export), str(inputs), str(tmp / "loop.json")], env)
+    loop = json.loads((tmp / "loop.json").read_text())["loop_s"]
     timed([PY, __file__, "--pipeline", str(export), str(inputs), str(tmp / "pipe.json")], env)
     p = json.loads((tmp / "pipe.json").read_text())
     theirs = p["entities"]
@@ -181,7 +195,10 @@ def predict(data: Path, tmp: Path, env: dict[str, str]) -> dict:
         "sentences": len(sents), "ftkit_predict_wall_s": round(wall, 1),
         "pipeline": {"load_s": p["load_s"], "loop_s": p["loop_s"], "best_batch_size": int(best_bs),
                      "torch_threads": p["torch_threads"]},
+        "ftkit_predict_loop_s": loop,
         "speedup": {"vs_pipeline_default": round(default / wall, 2), "vs_pipeline_best": round(best / wall, 2)},
+        "speedup_loop_vs_loop": {"vs_pipeline_default": round(default / loop, 2),
+                                 "vs_pipeline_best": round(best / loop, 2)},
         "entities": {"sentences_identical": same, "sentence_match_rate": round(same / len(sents), 4),
                      "entity_agreement_f1": round(2 * both / total, 4) if total else 1.0,
                      "ftkit_entities": sum(map(len, ours)), "pipeline_entities": sum(map(len, theirs))},
@@ -207,6 +224,8 @@ def table(res: dict) -> str:
         p = res["predict"]
         lines.append(f"| predict 3,453 | ftkit predict (whole command) | {p['ftkit_predict_wall_s']} | "
                      f"sentences identical {p['entities']['sentence_match_rate']:.2%} | |")
+        if "ftkit_predict_loop_s" in p:
+            lines.append(f"| predict 3,453 | ftkit predict (loop only) | {p['ftkit_predict_loop_s']} | | |")
         for k, v in p["pipeline"]["loop_s"].items():
             lines.append(f"| predict 3,453 | pipeline batch_size={k} (loop only) | {v} | | |")
     for name in ("sst2", "conll", "predict"):
@@ -222,9 +241,12 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "speed.json"))
     ap.add_argument("--ftkit-only", action="store_true", help="ftkit's side only (before/after a change)")
     ap.add_argument("--pipeline", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--ftkit-loop", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.pipeline:
         return pipeline_side(*a.pipeline)
+    if a.ftkit_loop:
+        return ftkit_loop_side(*a.ftkit_loop)
     data, only = Path(a.data), a.only.split(",")
     res: dict = {"name": "speed", "cpus": os.cpu_count(), "machine": platform.platform(),
                  "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
