@@ -8,6 +8,8 @@ prediction alone through the Predictor it uses) and through a naive FastAPI app 
 one forward pass, plain transformers: what a user writes by hand). Then 1,000 malformed requests mixed into
 2,000 good ones at 32 clients: every malformed one must get a 4xx, every good one its right answer, and the
 server must be healthy after. Every served answer is checked against `ftkit predict` on the same sentence.
+`--rounds N` (3) then times the prediction loop and the top level in turns, N times: this machine's speed
+drifts between minutes, and the ratio of the two is read round by round (median).
 
     flock /tmp/ftkit-cpu.lock bench/serve_load.sh      # trains + exports the MiniLM NER model if missing
     .venv/bin/python bench/serve_load.py --model runs/serve-bench-ner-export   # the measurement alone
@@ -295,15 +297,47 @@ def ftkit_predict(model: str, sentences: list[str], work: Path) -> tuple[dict, d
             "for r in recs[:10]:\n t = time.perf_counter(); p.predict([r], 32); one.append(time.perf_counter() - t)\n"
             "for _ in range(5):\n t = time.perf_counter(); Hasher.hash(p.tokenizer); h.append(time.perf_counter() - t)\n"
             "print(json.dumps({'s': s, 'n': len(recs), 'one': st.median(one), 'hash': st.median(h)}))")
-    r = subprocess.run([PY, "-c", code, model, str(path)], check=True, capture_output=True, text=True, cwd=ROOT,
-                       env=dict(os.environ, HF_HUB_OFFLINE="1"))
-    inner = json.loads(r.stdout.strip().splitlines()[-1])
+    inner = _run_json(code, model, path)
     return ({"sentences": len(sentences), "command_wall_s": round(wall, 2),
              "command_sentences_per_s": round(len(sentences) / wall, 1),
              "predict_only_s": round(inner["s"], 2), "predict_only_sentences_per_s": round(inner["n"] / inner["s"], 1),
              "predictor_call_1_sentence_ms": round(inner["one"] * 1000, 1),
              "tokenizer_fingerprint_hash_ms": round(inner["hash"] * 1000, 1)},
             dict(zip(sentences, preds)))
+
+
+def _run_json(code: str, *args) -> dict:
+    r = subprocess.run([PY, "-c", code, *map(str, args)], check=True, capture_output=True, text=True, cwd=ROOT,
+                       env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def predict_only(model: str, work: Path) -> float:
+    """Sentences/s of the prediction alone (as in ``ftkit_predict``), on the sentences it wrote."""
+    code = ("import json, sys, time; from ftkit.engine.inference import Predictor; p = Predictor.load(sys.argv[1]); "
+            "recs = [{'text': l} for l in open(sys.argv[2]).read().splitlines() if l.strip()]; "
+            "p.predict(recs[:32], 32); t = time.perf_counter(); p.predict(recs, 32); "
+            "print(json.dumps({'rate': len(recs) / (time.perf_counter() - t)}))")
+    return round(_run_json(code, model, work / "sentences.txt")["rate"], 1)
+
+
+def rounds_in_turns(url: str, proc: Proc, model: str, work: Path, requests, clients: int, expected, rounds: int,
+                    time_limit: float) -> dict:
+    """The prediction loop and the served level, in turns, ``rounds`` times: this machine's speed drifts by
+    up to 20% between minutes (neighbours), and a ratio of two rates measured minutes apart carries that drift."""
+    out = []
+    for i in range(rounds):
+        fp = predict_only(model, work)
+        sv = run_levels(f"r{i + 1}", url, proc, requests, [clients], expected, False, time_limit)[str(clients)]
+        out.append({"predict_only_sentences_per_s": fp, "serve_sentences_per_s": sv["sentences_per_s"],
+                    "serve_p99_ms": sv["latency_ms"]["p99"], "errors": sv["errors"],
+                    "wrong_answers": sv["wrong_answers"], "ratio": round(sv["sentences_per_s"] / fp, 3)})
+        print(f"  round {i + 1}: predict {fp}/s, serve {sv['sentences_per_s']}/s, ratio {out[-1]['ratio']}",
+              flush=True)
+    ratios = sorted(r["ratio"] for r in out)
+    return {"clients": clients, "rounds": out, "ratio_median": ratios[len(ratios) // 2],
+            "ratio_of_bests": round(max(r["serve_sentences_per_s"] for r in out)
+                                    / max(r["predict_only_sentences_per_s"] for r in out), 3)}
 
 
 def free_port() -> int:
@@ -347,6 +381,8 @@ def main() -> None:
     ap.add_argument("--malformed", type=int, default=1000)
     ap.add_argument("--time-limit", type=float, default=600, help="seconds per level at most")
     ap.add_argument("--skip-naive", action="store_true")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="then the prediction loop and the top level in turns, this many times (0: none)")
     ap.add_argument("--client", choices=["raw", "httpx"], default="raw",
                     help="load generator of the levels: plain asyncio streams (default) or httpx")
     ap.add_argument("--out", default=str(ROOT / "bench/results/serve_load.json"))
@@ -379,6 +415,9 @@ def main() -> None:
     report["serve_startup_s"] = round(wait_healthy(url), 1)
     report["serve_options"] = httpx.get(url + "/info").json()["batching"] | {"limits": httpx.get(url + "/info").json()["limits"]}
     report["serve"] = run_levels("serve", url, server, requests, levels, expected, False, args.time_limit)
+    if args.rounds:
+        report["in_turns"] = rounds_in_turns(url, server, args.model, work, requests, max(levels), expected,
+                                             args.rounds, args.time_limit)
 
     # malformed requests mixed into the load
     if args.malformed:
@@ -420,10 +459,13 @@ def main() -> None:
     report["targets"] = {
         "clients": int(top),
         "serve_vs_ftkit_predict": round(sv / fp, 2),
+        "serve_vs_ftkit_predict_in_turns_median": report.get("in_turns", {}).get("ratio_median"),
         "serve_vs_ftkit_predict_command": round(sv / report["ftkit_predict"]["command_sentences_per_s"], 2),
         "serve_vs_naive": round(sv / report["naive"][top]["sentences_per_s"], 2) if "naive" in report else None,
         "p99_ms": report["serve"][top]["latency_ms"]["p99"],
         "met": {"0.8x ftkit predict": sv >= 0.8 * fp,
+                "0.8x ftkit predict (median of the rounds in turns)": (
+                    report["in_turns"]["ratio_median"] >= 0.8 if "in_turns" in report else None),
                 "3x naive": ("naive" in report and sv >= 3 * report["naive"][top]["sentences_per_s"]),
                 "p99 < 1 s": report["serve"][top]["latency_ms"]["p99"] < 1000,
                 "0 errors": all(v["errors"] == 0 for v in report["serve"].values())},

@@ -226,6 +226,24 @@ def test_served_ner_equals_ftkit_predict_under_32_concurrent_clients(ner_server,
     assert 4 < batching["largest_batch"] <= 16
 
 
+def test_served_task_options_equal_ftkit_predict_with_the_same_set(ner_run, tmp_path):
+    # `ftkit serve --set task_options.aggregation=simple` answers as `ftkit predict --set ...` does
+    records = [{"text": s} for s in conll_sentences(SAMPLES / "test.txt", 40)]
+    path = tmp_path / "inputs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    r = CliRunner().invoke(cli_app, ["predict", str(ner_run), "--input", str(path), "--set",
+                                     "task_options.aggregation=simple"])
+    assert r.exit_code == 0, r.output
+    expected = [json.loads(line) for line in r.stdout.splitlines()]
+    assert expected != ftkit_predict(ner_run, records, tmp_path)  # the option changes the answers
+    with serve_in_thread(ner_run, task_options={"aggregation": "simple"}) as (url, _):
+        bodies = requests_of(records)
+        served = [p for resp in post_concurrently(url, bodies, clients=8) for p in resp.json()["predictions"]]
+    assert len(served) == len(expected)
+    for s, e in zip(served, expected):
+        same_prediction(s, e)
+
+
 def test_served_qa_equals_ftkit_predict_and_a_rejected_record_is_a_422(qa_run, tmp_path):
     run, squad = qa_run
     data = json.loads(squad.read_text(encoding="utf-8"))["data"]
@@ -371,6 +389,10 @@ def test_serve_cli_errors_are_one_line(ner_run, tmp_path):
     assert r.exit_code == 2 and "cannot listen on 127.0.0.1" in r.output
     r = CliRunner().invoke(cli_app, ["serve", str(ner_run), "--max-batch-size", "0"])
     assert r.exit_code == 2 and "--max-batch-size must be at least 1" in r.output
+    # a bad task option: before the server binds, one line naming it
+    r = CliRunner().invoke(cli_app, ["serve", str(ner_run), "--port", "0", "--set", "task_options.aggregation=x"])
+    assert r.exit_code == 2 and r.output.startswith("error:") and "task_options.aggregation" in r.output
+    assert len(r.output.strip().splitlines()) == 1
     # a model folder whose weights do not load: the server stops at once, one error line, exit 2
     broken = tmp_path / "broken"
     shutil.copytree(ner_run / "model", broken)

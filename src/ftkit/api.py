@@ -221,13 +221,16 @@ def evaluate(run: str | Path, split: str = "test", *, data: str | None = None, b
 
 
 def predict(model: str | Path, inputs: Iterable[str | Mapping[str, Any]], *, batch_size: int = 32,
-            device: str = "auto", allow_pickle: bool = False) -> list[dict[str, Any]]:
+            device: str = "auto", allow_pickle: bool = False,
+            task_options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Predictions for ``inputs`` (texts, or records such as ``{"question": .., "context": ..}``), one
-    JSON-ready dict per input, in order: what ``ftkit predict`` prints."""
+    JSON-ready dict per input, in order: what ``ftkit predict`` prints. ``task_options`` changes task options
+    for this prediction (NER: ``{"aggregation": "simple"}`` groups sub-tokens as transformers' pipeline does)."""
     from ftkit.engine.inference import predict_records
 
     records = [{"text": x} if isinstance(x, str) else dict(x) for x in inputs]
-    return predict_records(model, records, batch_size, device, allow_pickle=allow_pickle)
+    return predict_records(model, records, batch_size, device, allow_pickle=allow_pickle,
+                           task_options=dict(task_options or {}))
 
 
 def export(run: str | Path, output: str | Path | None = None, *, overwrite: bool = False,
@@ -246,7 +249,7 @@ def export(run: str | Path, output: str | Path | None = None, *, overwrite: bool
 def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
           max_batch_size: int = 64, max_wait_ms: float = 5.0, max_body_bytes: int = 1_048_576, max_inputs: int = 256,
           max_input_chars: int = 20_000, max_queue: int = 4096, api_key: str | None = None, access_log: bool = True,
-          allow_pickle: bool = False) -> None:
+          allow_pickle: bool = False, task_options: Mapping[str, Any] | None = None) -> None:
     """Serve ``model`` (a run folder or an export) over HTTP until SIGINT/SIGTERM: what ``ftkit serve`` runs.
 
     ``POST /predict`` answers with what :func:`predict` returns, concurrent requests batched together
@@ -257,7 +260,8 @@ def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, devic
     run_server(model, ServeOptions(host=host, port=port, device=device, max_batch_size=max_batch_size,
                                    max_wait_ms=max_wait_ms, max_body_bytes=max_body_bytes, max_inputs=max_inputs,
                                    max_input_chars=max_input_chars, max_queue=max_queue, api_key=api_key,
-                                   access_log=access_log, allow_pickle=allow_pickle))
+                                   access_log=access_log, allow_pickle=allow_pickle,
+                                   task_options=dict(task_options or {})))
 
 
 def validate(task: str | None = None, *, recipe: str | None = None, train: str | None = None,

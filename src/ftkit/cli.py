@@ -247,6 +247,25 @@ def read_predict_inputs(text: str, name: str) -> list[dict]:
     return records
 
 
+TaskSetOpt = typer.Option([], "--set", help="Change a task option for prediction: task_options.KEY=VALUE (repeatable; "
+                          "NER: task_options.aggregation=simple groups sub-tokens as transformers' pipeline does).")
+
+
+def _task_options(items: List[str]) -> dict:
+    """``--set task_options.KEY=VALUE`` items of predict/serve -> ``{KEY: VALUE}`` (the task validates them)."""
+    from ftkit.config import parse_set_option
+    from ftkit.errors import FtkitError
+
+    options = {}
+    for item in items:
+        key, value = parse_set_option(item)
+        if not key.startswith("task_options.") or key == "task_options.":
+            raise FtkitError(f"--set here changes task options only (task_options.KEY=VALUE), got '{key}'",
+                             hint="the rest of a trained model's recipe is fixed: train again to change it")
+        options[key[len("task_options."):]] = value
+    return options
+
+
 @app.command()
 @_handled
 def predict(
@@ -255,11 +274,14 @@ def predict(
     output: str = typer.Option("-", "--output", "-o", help="JSONL out; '-' writes stdout."),
     batch_size: int = typer.Option(32, "--batch-size"),
     device: str = typer.Option("auto", "--device"),
+    set_: List[str] = TaskSetOpt,
     allow_pickle: bool = PickleOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Predict on text lines or JSONL records; prints one JSON object per input."""
     from ftkit.api import predict as api_predict
+
+    task_options = _task_options(set_)
 
     if input_ == "-":
         text, name = sys.stdin.read(), "<stdin>"
@@ -268,7 +290,7 @@ def predict(
 
         text, name = read_text(input_), input_
     results = api_predict(model, read_predict_inputs(text, name), batch_size=batch_size, device=device,
-                          allow_pickle=allow_pickle)
+                          allow_pickle=allow_pickle, task_options=task_options)
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
     if output == "-":
         sys.stdout.write(lines)
@@ -294,6 +316,7 @@ def serve(
                                           help="Require this key (Authorization: Bearer KEY or X-API-Key) on every "
                                           "request; better given as FTKIT_API_KEY than on the command line."),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="One log line per request."),
+    set_: List[str] = TaskSetOpt,
     allow_pickle: bool = PickleOpt,
     debug: bool = DebugOpt,
 ) -> None:
@@ -302,7 +325,8 @@ def serve(
 
     api_serve(model, host=host, port=port, device=device, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
               max_body_bytes=max_body_bytes, max_inputs=max_inputs, max_input_chars=max_input_chars,
-              max_queue=max_queue, api_key=api_key, access_log=access_log, allow_pickle=allow_pickle)
+              max_queue=max_queue, api_key=api_key, access_log=access_log, allow_pickle=allow_pickle,
+              task_options=_task_options(set_))
 
 
 @app.command()

@@ -121,10 +121,11 @@ class Predictor:
             task, facts, model, tokenizer, meta, device)
 
     @classmethod
-    def load(cls, path: str | Path, *, device: str = "auto", allow_pickle: bool = False) -> "Predictor":
+    def load(cls, path: str | Path, *, device: str = "auto", allow_pickle: bool = False,
+             task_options: dict[str, Any] | None = None) -> "Predictor":
         from ftkit.engine.models import load_trained
 
-        task, facts, model, tokenizer, meta = load_trained(path, allow_pickle=allow_pickle)
+        task, facts, model, tokenizer, meta = load_trained(path, allow_pickle=allow_pickle, task_options=task_options)
         model.eval()
         return cls(task, facts, model, tokenizer, meta, device)
 
@@ -162,6 +163,8 @@ def unhashed_maps(examples):
 
 
 def predict_records(model_path: str | Path, records: list[dict[str, Any]], batch_size: int = 32,
-                    device: str = "auto", allow_pickle: bool = False) -> list[dict[str, Any]]:
+                    device: str = "auto", allow_pickle: bool = False,
+                    task_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """``ftkit predict``: one output record per input record, in order."""
-    return Predictor.load(model_path, device=device, allow_pickle=allow_pickle).predict(records, batch_size)
+    return Predictor.load(model_path, device=device, allow_pickle=allow_pickle,
+                          task_options=task_options).predict(records, batch_size)

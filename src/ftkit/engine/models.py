@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ftkit.config import RunConfig
 from ftkit.errors import FtkitError
@@ -66,9 +67,10 @@ def load_base(cfg: RunConfig, task, train, labels: list[str], *, allow_pickle: b
     return info, task, facts, tokenizer, build_model(cfg, task, info, facts, tokenizer)
 
 
-def load_trained(path: str | Path, *, allow_pickle: bool = False):
+def load_trained(path: str | Path, *, allow_pickle: bool = False, task_options: dict[str, Any] | None = None):
     """``(task, facts, model, tokenizer, meta)`` from a run folder or an exported folder (an ONNX export
-    gives an :class:`~ftkit.engine.onnx_backend.OnnxModel`, which the engine's ``model_outputs`` runs with onnxruntime)."""
+    gives an :class:`~ftkit.engine.onnx_backend.OnnxModel`, which the engine's ``model_outputs`` runs with onnxruntime).
+    ``task_options``: task options changed for prediction (see ``facts_of``)."""
     from ftkit import startup
     from ftkit.engine.run_folder import facts_of, read_model_meta
 
@@ -81,7 +83,7 @@ def load_trained(path: str | Path, *, allow_pickle: bool = False):
     hf_logging.disable_progress_bar()  # "Loading weights" of a trained folder: noise on predict/eval's stderr
     from ftkit.families import check_weights
 
-    task, facts = facts_of(meta, str(mdir))
+    task, facts = facts_of(meta, str(mdir), task_options)
     check_weights(str(mdir), allow_pickle)
     kwargs = {"add_prefix_space": True} if meta.get("add_prefix_space") else {}
     tokenizer = AutoTokenizer.from_pretrained(str(mdir), **kwargs)

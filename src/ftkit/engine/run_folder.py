@@ -100,23 +100,28 @@ def read_model_meta(path: str | Path) -> tuple[Path, dict[str, Any]]:
     return mdir, read_json(mdir / META_FILE)
 
 
-def facts_of(meta: dict[str, Any], source: str):
-    """(task, Facts) recorded in an ftkit.json mapping, without loading the model."""
+def facts_of(meta: dict[str, Any], source: str, task_options: dict[str, Any] | None = None):
+    """(task, Facts) recorded in an ftkit.json mapping, without loading the model. ``task_options``: options
+    changed for prediction (``ftkit predict --set task_options.KEY=VALUE``), validated by the task."""
     from ftkit.tasks import make_task
 
     for key in ("task", "labels", "family", "max_length"):
         if key not in meta:
             raise FtkitError(f"ftkit.json has no '{key}'", file=source, hint="re-export the run with this ftkit")
-    task = make_task(meta["task"], meta.get("task_options", {}), source=source)
+    options = meta.get("task_options", {})
+    if task_options:  # changed for prediction: an error names the flag that changed them
+        task = make_task(meta["task"], {**options, **task_options}, source="--set")
+    else:
+        task = make_task(meta["task"], options, source=source)
     facts = Facts(task=task.name, labels=tuple(meta["labels"]), family=meta["family"],
                   max_length=int(meta["max_length"]), options=task.options)
     return task, facts
 
 
-def task_of(path: str | Path):
+def task_of(path: str | Path, task_options: dict[str, Any] | None = None):
     """(task, facts, meta) of a run or export folder, without loading the model."""
     mdir, meta = read_model_meta(path)
-    task, facts = facts_of(meta, str(mdir / META_FILE))
+    task, facts = facts_of(meta, str(mdir / META_FILE), task_options)
     return task, facts, meta
 
 

@@ -60,6 +60,8 @@ class ServeOptions:
     max_queue: int = 4096
     api_key: Optional[str] = None
     access_log: bool = True
+    #: task options changed for prediction (``--set task_options.KEY=VALUE``)
+    task_options: Optional[dict] = None
 
     def limits(self) -> dict[str, int]:
         return {"max_body_bytes": self.max_body_bytes, "max_inputs": self.max_inputs,
@@ -89,7 +91,7 @@ class ServerState:
 
         self.model, self.options = model, options
         # the folder's ftkit.json alone: a folder that is not a model fails here, before the server binds
-        self.task, self.facts, self.meta = task_of(model)
+        self.task, self.facts, self.meta = task_of(model, options.task_options)
         self.predictor = None
         self.status = "loading"
         self.load_error: Optional[BaseException] = None
@@ -105,7 +107,8 @@ class ServerState:
         def work():
             try:
                 predictor = Predictor.load(self.model, device=self.options.device,
-                                           allow_pickle=self.options.allow_pickle)
+                                           allow_pickle=self.options.allow_pickle,
+                                           task_options=self.options.task_options)
             except BaseException as e:  # noqa: BLE001 - reported on the loop, the server stops
                 loop.call_soon_threadsafe(self._failed, e)
                 return

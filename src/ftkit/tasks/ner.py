@@ -39,6 +39,10 @@ class NerOptions(TaskOptions):
     tags_field: str = "tags"
     label_all_subtokens: bool = Field(False, description="train on every sub-token, not only the first")
     window_stride: int = Field(32, ge=0, description="sub-tokens of overlap between windows of long sentences")
+    aggregation: Literal["word", "simple"] = Field(
+        "word", description="how predict makes entities: word = each word labelled by its first sub-token, as "
+        "trained; simple = transformers' pipeline aggregation_strategy='simple' (sub-tokens labelled and grouped; "
+        "a word can split), for the same entities as that pipeline")
 
 
 # ---------------------------------------------------------------------------
@@ -96,6 +100,45 @@ def stitch(n_words: int, windows: list[tuple[int, int, list[Any]]]) -> list[Any]
             if c > ctx[w]:
                 ctx[w], best[w] = c, values[w - start]
     return best
+
+
+class WordTags(list):
+    """One example's prediction: ``(tag, score)`` per word, as ``decode`` returns it; with ``aggregation:
+    simple`` also ``pieces``, each sub-token's ``(label, score, start, end)`` (characters of the text) in order."""
+
+    def __init__(self, tags, pieces=None):
+        super().__init__(tags)
+        self.pieces = pieces
+
+
+def group_subtokens(pieces: list[tuple[str, float, int, int]]) -> list[tuple[str, int, int, float]]:
+    """``(type, start, end, mean score)`` of sub-tokens grouped as transformers' ``TokenClassificationPipeline``
+    groups them with ``aggregation_strategy="simple"``: a sub-token joins the previous group when its type is the
+    group's last type and its tag does not begin with ``B-``; a group's type is its first label less the
+    ``B-``/``I-``, its score the mean; ``O`` groups are dropped.
+
+    Written out rather than called: the pipeline's ``group_entities`` is a method of a pipeline (a loaded model and
+    tokenizer) over one sentence's full score array, where ftkit's batched loop keeps (label, score) per sub-token.
+    tests/test_ner_aggregation.py checks the result against the pipeline itself."""
+
+    def tag(label: str) -> tuple[str, str]:
+        if label.startswith(("B-", "I-")):
+            return label[0], label[2:]
+        return "I", label
+
+    groups: list[list[tuple[str, float, int, int]]] = []
+    for piece in pieces:
+        bi, typ = tag(piece[0])
+        if groups and typ == tag(groups[-1][-1][0])[1] and bi != "B":
+            groups[-1].append(piece)
+        else:
+            groups.append([piece])
+    out = []
+    for g in groups:
+        typ = g[0][0].split("-", 1)[-1]
+        if typ != "O":
+            out.append((typ, g[0][2], g[-1][3], float(np.mean([p[1] for p in g]))))
+    return out
 
 
 def split_words(text: str) -> list[tuple[str, int, int]]:
@@ -259,10 +302,15 @@ class NerTask(Task):
         stride = min(self.options.window_stride, budget // 2)
         all_sub = self.options.label_all_subtokens and train
         has_tags = "tags" in examples.column_names
+        # aggregation "simple" groups sub-tokens: each needs its characters in the text (predict's rows have spans)
+        pieces = not train and self.options.aggregation == "simple" and "spans" in examples.column_names
 
-        def feature(enc, i, word_offset, tags):
+        def feature(enc, i, word_offset, tags, spans=None):
             wids = enc.word_ids(i)
-            row = {k: enc[k][i] for k in enc.keys()}
+            row = {k: enc[k][i] for k in enc.keys() if k != "offset_mapping"}
+            if spans is not None:  # offsets within each word -> characters of the text
+                row["char_spans"] = [[-1, -1] if w is None else [spans[w + word_offset][0] + a, spans[w + word_offset][0] + b]
+                                     for w, (a, b) in zip(wids, enc["offset_mapping"][i])]
             abs_ids, lab_ids, prev = [], [], None
             for w in wids:
                 if w is None:
@@ -285,7 +333,7 @@ class NerTask(Task):
             return row
 
         def encode_batch(batch, indices):
-            enc = tokenizer(batch["tokens"], is_split_into_words=True, truncation=False)
+            enc = tokenizer(batch["tokens"], is_split_into_words=True, truncation=False, return_offsets_mapping=pieces)
             out: dict[str, list] = {}
 
             def add(row, ex_id):
@@ -295,8 +343,9 @@ class NerTask(Task):
 
             for i, ex_id in enumerate(indices):
                 tags = batch["tags"][i] if has_tags else None
+                spans = batch["spans"][i] if pieces else None
                 if len(enc["input_ids"][i]) <= max_length:
-                    add(feature(enc, i, 0, tags), ex_id)
+                    add(feature(enc, i, 0, tags, spans), ex_id)
                     continue
                 words = batch["tokens"][i]
                 lengths = [0] * len(words)
@@ -305,8 +354,8 @@ class NerTask(Task):
                         lengths[w] += 1
                 for start, end in plan_windows(lengths, budget, stride):
                     wenc = tokenizer([words[start:end]], is_split_into_words=True, truncation=True,
-                                     max_length=max_length)
-                    add(feature(wenc, 0, start, tags), ex_id)
+                                     max_length=max_length, return_offsets_mapping=pieces)
+                    add(feature(wenc, 0, start, tags, spans), ex_id)
             return out
 
         return map_examples(examples, encode_batch, remove_columns=examples.column_names)
@@ -321,28 +370,36 @@ class NerTask(Task):
         return torch.stack([pred.float(), score], dim=-1)
 
     # ---- outputs ----------------------------------------------------------
-    def decode(self, examples, features, outputs, facts: Facts) -> list[list[tuple[str, float]]]:
-        """Per example, one ``(tag, score)`` per word; words with no sub-token get ``("O", 0.0)``."""
+    def decode(self, examples, features, outputs, facts: Facts) -> list[WordTags]:
+        """Per example, one ``(tag, score)`` per word; words with no sub-token get ``("O", 0.0)``. With
+        ``aggregation: simple`` (predict), each word also brings its sub-tokens' pieces (see ``WordTags``)."""
         labels = facts.labels
         outputs = np.asarray(outputs)
         # (``[:]`` converts a column at once; iterating a datasets Column formats it row by row)
         n_words = [len(t) for t in examples["tokens"][:]]
+        char_spans = features["char_spans"][:] if "char_spans" in features.column_names else None
         per_example: dict[int, list[tuple[int, int, list]]] = {}
         for f_idx, (ex_id, wids) in enumerate(zip(features["example_id"][:], features["word_ids"][:])):
             first: dict[int, tuple[str, float]] = {}
+            pieces: dict[int, list[tuple[str, float, int, int]]] = {}
             for pos, w in enumerate(wids):
-                if w >= 0 and w not in first and pos < outputs.shape[1]:
-                    pid, sc = outputs[f_idx, pos]
+                if w < 0 or pos >= outputs.shape[1]:
+                    continue
+                pid, sc = outputs[f_idx, pos]
+                if w not in first:
                     first[w] = (labels[int(pid)], float(sc))
+                if char_spans is not None:
+                    pieces.setdefault(w, []).append((labels[int(pid)], float(sc), *char_spans[f_idx][pos]))
             if not first:
                 continue
             start, end = min(first), max(first) + 1
-            values = [first.get(w, ("O", 0.0)) for w in range(start, end)]
+            values = [(*first.get(w, ("O", 0.0)), pieces.get(w, [])) for w in range(start, end)]
             per_example.setdefault(ex_id, []).append((start, end, values))
         result = []
         for ex_id, n in enumerate(n_words):
-            words = stitch(n, per_example.get(ex_id, []))
-            result.append([w if w is not None else ("O", 0.0) for w in words])
+            words = [w if w is not None else ("O", 0.0, []) for w in stitch(n, per_example.get(ex_id, []))]
+            result.append(WordTags([(t, s) for t, s, _ in words],
+                                   [p for *_, ps in words for p in ps] if char_spans is not None else None))
         return result
 
     def score(self, examples, predictions, facts: Facts) -> dict[str, Any]:
@@ -411,11 +468,13 @@ class NerTask(Task):
         return ["tokens", "text", "spans"]
 
     def format_prediction(self, example: dict[str, Any], prediction) -> dict[str, Any]:
-        tags = [t for t, _ in prediction]
-        scores = [s for _, s in prediction]
         text, spans = example["text"], example["spans"]
-        ents = []
-        for typ, s, e, sc in entities(example["tokens"], tags, scores):
-            start, end = spans[s][0], spans[e - 1][1]
-            ents.append({"text": text[start:end], "label": typ, "start": start, "end": end, "score": round(sc, 4)})
+        if getattr(prediction, "pieces", None) is not None:  # aggregation: simple
+            found = group_subtokens(prediction.pieces)
+        else:
+            tags = [t for t, _ in prediction]
+            scores = [s for _, s in prediction]
+            found = [(typ, spans[s][0], spans[e - 1][1], sc) for typ, s, e, sc in entities(example["tokens"], tags, scores)]
+        ents = [{"text": text[start:end], "label": typ, "start": start, "end": end, "score": round(sc, 4)}
+                for typ, start, end, sc in found]
         return {"text": text, "entities": ents}
