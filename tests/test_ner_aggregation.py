@@ -104,3 +104,22 @@ def test_bad_task_options_on_predict_are_one_line(ner_run, tmp_path):
         lines = [x for x in r.output.splitlines() if x.strip()]
         assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], r.output
         assert "Traceback" not in r.output
+
+
+def test_simple_aggregation_with_a_tokenizer_without_offsets_is_one_clear_error():
+    from conftest import facts
+    from datasets import Dataset
+
+    from ftkit.errors import FtkitError
+    from ftkit.tasks.ner import NerOptions, NerTask
+
+    class SlowTokenizer:  # a Python tokenizer: no character offsets
+        is_fast = False
+
+        def num_special_tokens_to_add(self, pair=False):
+            return 2
+
+    task = NerTask(NerOptions(aggregation="simple"))
+    rows = Dataset.from_list(task.predict_rows([{"text": "EU rejects German call ."}]))
+    with pytest.raises(FtkitError, match="fast .*tokenizer.*SlowTokenizer"):
+        task.encode(rows, SlowTokenizer(), facts(task, ["O", "B-ORG", "I-ORG"]), train=False)

@@ -304,6 +304,10 @@ class NerTask(Task):
         has_tags = "tags" in examples.column_names
         # aggregation "simple" groups sub-tokens: each needs its characters in the text (predict's rows have spans)
         pieces = not train and self.options.aggregation == "simple" and "spans" in examples.column_names
+        if pieces and not getattr(tokenizer, "is_fast", False):
+            raise FtkitError("task_options.aggregation=simple needs the character offsets of sub-tokens, which only a "
+                             f"fast (tokenizers) tokenizer gives; this model's is {type(tokenizer).__name__}",
+                             hint="predict with the default aggregation (word)")
 
         def feature(enc, i, word_offset, tags, spans=None):
             wids = enc.word_ids(i)
