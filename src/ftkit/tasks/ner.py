@@ -387,7 +387,7 @@ class NerTask(Task):
             first: dict[int, tuple[str, float]] = {}
             pieces: dict[int, list[tuple[str, float, int, int]]] = {}
             for pos, w in enumerate(wids):
-                if w < 0 or pos >= outputs.shape[1]:
+                if w < 0 or pos >= outputs.shape[1] or (char_spans is None and w in first):
                     continue
                 pid, sc = outputs[f_idx, pos]
                 if w not in first:
