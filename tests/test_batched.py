@@ -42,6 +42,7 @@ def test_sorted_batches_give_the_trainers_outputs_and_predictions(tiny_models, t
     from ftkit.engine.batched import feature_lengths, forward_outputs
 
     task, facts, tok, examples, features, model = evaluation_setup(task_name, str(tiny_models("bert")), 23)
+    model._ftkit_packs_exactly = False  # the planned padded passes (packed ones: the test below)
     seen = []
     hook = model.register_forward_pre_hook(lambda m, a, kw: seen.append(tuple(kw["input_ids"].shape)),
                                            with_kwargs=True)
@@ -137,3 +138,72 @@ def test_small_sets_encoded_directly_equal_datasets_map(tiny_models, task_name, 
     assert mapped.cache_files and not direct.cache_files
     assert direct.column_names == mapped.column_names and direct.features == mapped.features
     assert direct.to_list() == mapped.to_list() and len(direct) >= len(examples)
+
+
+def test_pack_rows_places_every_input_once_within_the_row():
+    import random
+
+    from ftkit.engine.batched import pack_rows
+
+    rng = random.Random(0)
+    for _ in range(200):
+        lengths = [rng.randint(1, 60) for _ in range(rng.randint(1, 70))]
+        row = max(64, max(lengths))
+        rows = pack_rows(lengths, row)
+        assert sorted(i for r in rows for i in r) == list(range(len(lengths)))
+        assert all(sum(lengths[i] for i in r) <= row for r in rows)
+        # first fit: no row could have taken an input of a later row
+        assert sum(lengths) / row <= len(rows) <= 2 * sum(lengths) / row + 1
+
+
+def test_packed_passes_give_the_padded_outputs_for_inputs_of_mixed_lengths(tiny_models):
+    """What a server gathers: inputs of any length. Laid end to end in rows (block-diagonal attention, positions
+    from 0), every input gets the outputs of its own padded pass, and packing is used where it pays."""
+    import torch
+
+    from ftkit.engine.batched import feature_lengths, forward_outputs, packs_exactly
+
+    task, facts, tok, examples, features, model = evaluation_setup("ner", str(tiny_models("bert")), 48)
+    # short sentences and one long one, in no order (as concurrent requests arrive)
+    lengths = feature_lengths(features)
+    keep = sorted([i for i, n in enumerate(lengths) if n <= 30] + [int(np.argmax(lengths))])
+    examples = examples.select(sorted({int(features[i]["example_id"]) for i in keep}))
+    features = task.encode(examples, tok, facts, train=False)
+    cpu = torch.device("cpu")
+    assert task.outputs_per_token and packs_exactly(model, cpu)
+    seen = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: seen.append(tuple(kw["input_ids"].shape)
+                                                                      + ("position_ids" in kw,)), with_kwargs=True)
+    try:
+        packed = forward_outputs(task, facts, model, tok, features, 64, cpu)
+    finally:
+        hook.remove()
+    lengths = feature_lengths(features)
+    assert any(p for *_, p in seen)  # a packed pass ran
+    packed_positions = sum(r * w for r, w, p in seen if p)
+    assert packed_positions < len(lengths) * max(lengths)  # fewer positions than one padded pass
+    model._ftkit_packs_exactly = False  # the padded passes, for reference
+    try:
+        padded = forward_outputs(task, facts, model, tok, features, 64, cpu)
+    finally:
+        model._ftkit_packs_exactly = None
+    assert np.shape(packed) == np.shape(padded)
+    for i, n in enumerate(lengths):
+        np.testing.assert_allclose(packed[i, :n], padded[i, :n], rtol=1e-4, atol=1e-5)
+    assert _rounded(task.decode(examples, features, packed, facts)) == _rounded(
+        task.decode(examples, features, padded, facts))
+    # classification pools over positions: never packed
+    ctask, cfacts, ctok, _, cfeatures, cmodel = evaluation_setup("classification", str(tiny_models("bert")), 12)
+    assert not ctask.outputs_per_token
+
+
+def test_a_model_whose_positions_do_not_restart_keeps_padded_passes(tiny_models):
+    import torch
+    from transformers import AutoModelForTokenClassification
+
+    from ftkit.engine.batched import packs_exactly
+
+    # RoBERTa numbers positions from padding_idx + 1: positions from 0 in a packed row would change its logits
+    model = AutoModelForTokenClassification.from_pretrained(str(tiny_models("roberta")), num_labels=3).eval()
+    with torch.inference_mode():
+        assert packs_exactly(model, torch.device("cpu")) is False

@@ -7,6 +7,14 @@ result is what the Trainer's prediction loop returns for the same features -- a 
 them), every dimension after the first padded with -100 to the longest -- so ``task.decode`` takes either.
 Building a Trainer costs tens of milliseconds a call (a server predicts once per request batch) and its loop
 pads every batch to the longest feature in feature order.
+
+Packed passes: for a task whose outputs are per token (``Task.outputs_per_token``: NER), a batch of inputs of
+any length -- what a server gathers -- pads badly even when cut well. There, when packing costs less than the
+padded passes, the batch's sequences are laid end to end in rows of ``PACK_ROW`` positions, each attending only
+to itself (a block-diagonal attention mask) with its positions restarting at 0: the logits of every sequence are
+those of its own pass (float noise), and the padding is gone. Whether a model packs exactly is checked once per
+model on a probe (:func:`packs_exactly`: RoBERTa's offset positions, DistilBERT's missing ``position_ids``, a
+causal model... do not, and keep padded passes).
 """
 
 from __future__ import annotations
@@ -25,6 +33,13 @@ CPU_PASS_POSITIONS = 48
 GPU_PASS_POSITIONS = 4096
 #: above this many features the cuts are every ``batch_size`` (sorted that many are alike in length)
 PLAN_LIMIT = 8192
+#: positions of a packed row (longer when one sequence is longer)
+PACK_ROW = 128
+#: attention over a packed row costs about row x row / this in positions of the rest of a pass (per layer, the
+#: scores and the weighted sum against the projections and the feed-forward of one position, BERT-sized models)
+ATTENTION_PAIRS_PER_POSITION = 2300
+#: pack only when the packed pass costs at most this share of the padded passes (a mask and a copy cost too)
+PACK_GAIN = 0.9
 
 
 def feature_lengths(features) -> np.ndarray:
@@ -65,6 +80,61 @@ def plan_batches(lengths: np.ndarray, batch_size: int, pass_positions: int = CPU
     return batches[::-1]
 
 
+def pack_rows(lengths: list[int], row: int) -> list[list[int]]:
+    """Indices into ``lengths`` packed into rows of at most ``row`` positions (first fit, longest first)."""
+    rows: list[list[int]] = []
+    free: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        for r, room in enumerate(free):
+            if lengths[i] <= room:
+                rows[r].append(i)
+                free[r] -= lengths[i]
+                break
+        else:
+            rows.append([i])
+            free.append(row - lengths[i])
+    return rows
+
+
+def packed_cost(lengths: list[int], pass_positions: int) -> tuple[int, list[list[int]], int]:
+    """(cost in positions, rows, row length) of one packed pass over sequences of ``lengths``."""
+    row = max(PACK_ROW, max(lengths))
+    rows = pack_rows(lengths, row)
+    width = max(sum(lengths[i] for i in r) for r in rows)
+    return pass_positions + len(rows) * (width + width * width // ATTENTION_PAIRS_PER_POSITION), rows, width
+
+
+def packs_exactly(model, device) -> bool:
+    """Whether ``model`` gives a sequence laid in a packed row (block-diagonal mask, positions from 0) the logits
+    of its own pass: measured once per model on two short probes (max abs difference 1e-4)."""
+    import torch
+
+    cached = getattr(model, "_ftkit_packs_exactly", None)
+    if cached is not None:
+        return cached
+    ok = False
+    if "position_ids" in _forward_parameters(type(model)):
+        try:
+            vocab = int(getattr(model.config, "vocab_size", 0) or 0)
+            gen = torch.Generator().manual_seed(0)
+            seqs = [torch.randint(min(5, vocab - 1), vocab, (n,), generator=gen) for n in (7, 4)]
+            alone = [model(input_ids=s[None].to(device)).logits[0] for s in seqs]
+            ids = torch.cat(seqs)[None].to(device)
+            seg = torch.tensor([k for k, s in enumerate(seqs) for _ in range(len(s))])
+            mask = (seg[:, None] == seg[None, :])[None, None].to(device)
+            pos = torch.cat([torch.arange(len(s)) for s in seqs])[None].to(device)
+            out = model(input_ids=ids, position_ids=pos, attention_mask=mask).logits[0]
+            ok = all(float((a - b).abs().max()) <= 1e-4
+                     for a, b in zip(torch.split(out, [len(s) for s in seqs]), alone))
+        except Exception:  # noqa: BLE001 - a model that does not take these inputs keeps padded passes
+            ok = False
+    try:
+        model._ftkit_packs_exactly = ok
+    except AttributeError:
+        pass
+    return ok
+
+
 def pass_positions_for(device) -> int:
     return GPU_PASS_POSITIONS if getattr(device, "type", str(device)) not in ("cpu", "mps") else CPU_PASS_POSITIONS
 
@@ -98,27 +168,103 @@ def forward_outputs(task, facts, model, tokenizer, features, batch_size: int, de
         logits = tuple(v for k, v in out.items() if k not in ignore)
         return task.reduce_logits(logits[0] if len(logits) == 1 else logits, facts)
 
+    columns = input_columns(task, model, features)
     with torch.inference_mode():
-        return sorted_outputs(features, input_columns(task, model, features), task.collator(tokenizer, facts),
-                              run, batch_size, pass_positions_for(device))
+        if getattr(task, "outputs_per_token", False) and packs_exactly(model, device):
+            def run_packed(ids, types, positions, mask):
+                inputs = {"input_ids": ids, "position_ids": positions, "attention_mask": mask}
+                if types is not None and "token_type_ids" in columns:
+                    inputs["token_type_ids"] = types
+                return run(inputs)
+
+            return sorted_outputs(features, columns, task.collator(tokenizer, facts), run, batch_size,
+                                  pass_positions_for(device), run_packed)
+        return sorted_outputs(features, columns, task.collator(tokenizer, facts), run, batch_size,
+                              pass_positions_for(device))
 
 
 def sorted_outputs(features, columns: list[str], collate, run, batch_size: int,
-                   pass_positions: int = CPU_PASS_POSITIONS) -> Any:
+                   pass_positions: int = CPU_PASS_POSITIONS, run_packed=None) -> Any:
     """``run(padded batch)`` over ``features`` in batches of similar length (:func:`plan_batches`; longest
     first: a batch too large for memory fails at once), its outputs (tensors, arrays or tuples of them)
-    joined in feature order."""
+    joined in feature order. With ``run_packed(ids, token_types, positions, mask)`` (outputs per token), a
+    group of ``batch_size`` inputs whose planned passes pad more than a packed pass costs runs packed."""
     n = len(features)
     parts: list[tuple[np.ndarray, Any]] = []
     # the model's columns only, as Python objects (one copy of the dataset's metadata, about a millisecond)
     data = features.select_columns(columns)
     data = data if data.format.get("type") is None else data.with_format(None)
-    for idx in plan_batches(feature_lengths(features), batch_size, pass_positions):
-        cols = data[idx.tolist()]
-        parts.append((idx, _numpy(run(collate([{c: cols[c][i] for c in columns} for i in range(len(idx))])))))
+    lengths = feature_lengths(features)
+    for group in _groups(lengths, batch_size, pass_positions, run_packed is not None):
+        if isinstance(group, tuple):  # (indices, rows, width): one packed pass
+            idx, rows, width = group
+            cols = data[idx.tolist()]
+            parts.append((idx, _numpy(_packed_pass(cols, rows, width, run_packed))))
+            continue
+        cols = data[group.tolist()]
+        parts.append((group, _numpy(run(collate([{c: cols[c][i] for c in columns} for i in range(len(group))])))))
     if not parts:
         return np.zeros((0,), dtype=np.float32)
     return _in_order(parts, n)
+
+
+def _groups(lengths: np.ndarray, batch_size: int, pass_positions: int, packing: bool):
+    """The planned padded passes (:func:`plan_batches`); with ``packing``, each run of ``batch_size``
+    length-sorted inputs is planned on its own and runs as one packed pass ``(indices, rows, width)`` instead
+    where that costs at most ``PACK_GAIN`` of its padded passes (inputs of any length, as a server gathers)."""
+    if not packing:
+        yield from plan_batches(lengths, batch_size, pass_positions)
+        return
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+    for s in range(0, len(order), batch_size):
+        idx = order[s:s + batch_size]
+        sub = np.asarray(lengths, dtype=np.int64)[idx]
+        plan = plan_batches(sub, batch_size, pass_positions)
+        padded = sum(pass_positions + len(b) * int(sub[b].max()) for b in plan)
+        cost, rows, width = packed_cost([int(x) for x in sub], pass_positions)
+        if cost <= PACK_GAIN * padded:
+            yield idx, rows, width
+        else:
+            yield from (idx[b] for b in plan)
+
+
+def _packed_pass(cols: dict, rows: list[list[int]], width: int, run_packed):
+    """One pass over the inputs in ``cols`` laid end to end in ``rows``; outputs split back per input,
+    ``[inputs, longest, ...]`` padded with PAD as a padded pass would return them."""
+    import torch
+
+    ids = cols["input_ids"]
+    types = cols.get("token_type_ids")
+    r = len(rows)
+    input_ids = torch.zeros((r, width), dtype=torch.long)
+    token_types = torch.zeros((r, width), dtype=torch.long) if types is not None else None
+    positions = torch.zeros((r, width), dtype=torch.long)
+    segment = torch.full((r, width), -1, dtype=torch.long)
+    where: list[tuple[int, int, int]] = [(0, 0, 0)] * len(ids)  # input -> (row, offset, length)
+    for k, members in enumerate(rows):
+        offset = 0
+        for j, i in enumerate(members):
+            n = len(ids[i])
+            input_ids[k, offset:offset + n] = torch.tensor(ids[i], dtype=torch.long)
+            if token_types is not None:
+                token_types[k, offset:offset + n] = torch.tensor(types[i], dtype=torch.long)
+            positions[k, offset:offset + n] = torch.arange(n)
+            segment[k, offset:offset + n] = j
+            where[i] = (k, offset, n)
+            offset += n
+    # each position attends to its own sequence; a padding position to itself alone (its output is dropped)
+    mask = (segment[:, :, None] == segment[:, None, :]) & (segment[:, :, None] >= 0)
+    mask |= torch.eye(width, dtype=torch.bool)[None]
+    out = _numpy(run_packed(input_ids, token_types, positions, mask[:, None]))
+    longest = max(n for _, _, n in where)
+
+    def split(x: np.ndarray) -> np.ndarray:
+        result = np.full((len(where), longest, *x.shape[2:]), PAD, dtype=x.dtype)
+        for i, (k, offset, n) in enumerate(where):
+            result[i, :n] = x[k, offset:offset + n]
+        return result
+
+    return type(out)(split(v) for v in out) if isinstance(out, (tuple, list)) else split(out)
 
 
 def _numpy(x):

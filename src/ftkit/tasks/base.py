@@ -93,6 +93,9 @@ class Task(ABC):
     model_columns: ClassVar[tuple[str, ...]] = ("input_ids", "attention_mask", "token_type_ids", "labels")
     #: how labels are padded in a batch: one per example, one per token (-100), or target sequences (-100)
     label_padding: ClassVar[Literal["none", "tokens", "seq2seq"]] = "none"
+    #: ``reduce_logits`` maps each position's logits on their own (no pooling across positions), so the engine may
+    #: lay several sequences end to end in one row of a forward pass (see ``engine/batched.py``)
+    outputs_per_token: ClassVar[bool] = False
     #: one line for `ftkit recipes` / `--task` help
     description: ClassVar[str] = ""
 

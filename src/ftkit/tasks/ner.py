@@ -167,6 +167,7 @@ class NerTask(Task):
     Options = NerOptions
     demo_recipe = "ner-demo"
     label_padding = "tokens"
+    outputs_per_token = True
     description = "named-entity recognition (CoNLL/JSONL/CSV/Parquet; seqeval entity F1)"
 
     # ---- data -------------------------------------------------------------
