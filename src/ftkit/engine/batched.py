@@ -173,7 +173,7 @@ def forward_outputs(task, facts, model, tokenizer, features, batch_size: int, de
         if getattr(task, "outputs_per_token", False) and packs_exactly(model, device):
             def run_packed(ids, types, positions, mask):
                 inputs = {"input_ids": ids, "position_ids": positions, "attention_mask": mask}
-                if types is not None and "token_type_ids" in columns:
+                if types is not None:  # (present only when the model takes it: ``columns``)
                     inputs["token_type_ids"] = types
                 return run(inputs)
 
