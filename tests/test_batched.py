@@ -161,7 +161,7 @@ def test_packed_passes_give_the_padded_outputs_for_inputs_of_mixed_lengths(tiny_
     from 0), every input gets the outputs of its own padded pass, and packing is used where it pays."""
     import torch
 
-    from ftkit.engine.batched import feature_lengths, forward_outputs, packs_exactly
+    from ftkit.engine.batched import PACK_ROW, feature_lengths, forward_outputs, packs_exactly
 
     task, facts, tok, examples, features, model = evaluation_setup("ner", str(tiny_models("bert")), 48)
     # short sentences and one long one, in no order (as concurrent requests arrive)
@@ -182,6 +182,9 @@ def test_packed_passes_give_the_padded_outputs_for_inputs_of_mixed_lengths(tiny_
     assert any(p for *_, p in seen)  # a packed pass ran
     packed_positions = sum(r * w for r, w, p in seen if p)
     assert packed_positions < len(lengths) * max(lengths)  # fewer positions than one padded pass
+    # rows are PACK_ROW long; an input longer than a row keeps a padded pass of its own
+    assert all(w <= PACK_ROW for _, w, p in seen if p)
+    assert max(lengths) > PACK_ROW and any(not p and w == max(lengths) for _, w, p in seen)
     model._ftkit_packs_exactly = False  # the padded passes, for reference
     try:
         padded = forward_outputs(task, facts, model, tok, features, 64, cpu)
