@@ -5,9 +5,10 @@ the 3,453 CoNLL-2003 test sentences, against the time the 5x target of bench/spe
    shape of every forward pass the model sees (hooks on the model; nothing else changes).
 2. Counts the floating-point work of those passes: every `nn.Linear` (2 * rows * in * out) and the attention
    products (4 * inputs * heads * positions^2 * head size per layer).
-3. Times the linear layers alone: `torch.nn.functional.linear` on random tensors of exactly the shapes the
-   passes used, best of 3 (no attention, no layer norm, no Python between them), and the machine's fp32 matrix
-   multiply rate on a large product.
+3. Times the linear layers alone: `torch.nn.functional.linear` (MKL) on random tensors of exactly the shapes
+   the passes used, best of 3 (no attention, no layer norm, no Python between them), the same through oneDNN
+   with packed weights (what ftkit's prediction loop runs on a CPU: engine/cpu_linear.py), and the machine's
+   fp32 matrix multiply rate on a large product.
 4. Reads the pipeline's default-batch loop time from bench/results/speed.json (same machine) and the wall time
    a 5x speed-up over it allows the whole `ftkit predict` command.
 
@@ -83,8 +84,18 @@ def main() -> None:
             for w, b in weights:
                 torch.nn.functional.linear(inputs[(n * length, w.shape[1])], w, b)
 
+    from ftkit.engine.cpu_linear import available
+
+    packed = [(torch.ops.mkldnn._reorder_linear_weight(w, None), b) for w, b in weights] if available() else None
+
+    def linears_packed():
+        for n, length in shapes:
+            for (w, b), (pw, _) in zip(weights, packed):
+                torch.ops.mkldnn._linear_pointwise(inputs[(n * length, w.shape[1])], pw, b, "none", [], "")
+
     with torch.inference_mode():
         linears_s = best_of(linears_only)
+        packed_s = best_of(linears_packed) if packed else None
         a, b = torch.randn(4096, 1024), torch.randn(1024, 4096)
         for _ in range(3):
             a @ b
@@ -103,12 +114,16 @@ def main() -> None:
         "matmul_peak_gflops": round(peak, 1),
         "linears_alone_s": round(linears_s, 2),
         "linears_alone_gflops": round(linear_flop / linears_s / 1e9, 1),
+        "linears_alone_onednn_packed_s": round(packed_s, 2) if packed_s else None,
+        "linears_alone_onednn_packed_gflops": round(linear_flop / packed_s / 1e9, 1) if packed_s else None,
         "ftkit_predict_loop_s": round(loop_s, 2),
         "pipeline_default_loop_s": pipeline_default,
         "target_5x_whole_command_s": round(pipeline_default / 5, 2) if pipeline_default else None,
     }
     if pipeline_default:
         report["linears_alone_vs_5x_budget"] = round(linears_s / (pipeline_default / 5), 2)
+        if packed_s:
+            report["linears_alone_onednn_packed_vs_5x_budget"] = round(packed_s / (pipeline_default / 5), 2)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 

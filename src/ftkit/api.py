@@ -247,7 +247,7 @@ def export(run: str | Path, output: str | Path | None = None, *, overwrite: bool
 
 
 def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-          max_batch_size: int = 64, max_wait_ms: float = 5.0, max_body_bytes: int = 1_048_576, max_inputs: int = 256,
+          max_batch_size: int = 128, max_wait_ms: float = 5.0, max_body_bytes: int = 1_048_576, max_inputs: int = 256,
           max_input_chars: int = 20_000, max_queue: int = 4096, api_key: str | None = None, access_log: bool = True,
           allow_pickle: bool = False, task_options: Mapping[str, Any] | None = None) -> None:
     """Serve ``model`` (a run folder or an export) over HTTP until SIGINT/SIGTERM: what ``ftkit serve`` runs.

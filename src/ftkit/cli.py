@@ -306,7 +306,7 @@ def serve(
                              "model to the network: see the README)."),
     port: int = typer.Option(8000, "--port", help="TCP port; 0 picks a free one."),
     device: str = typer.Option("auto", "--device"),
-    max_batch_size: int = typer.Option(64, "--max-batch-size", help="Inputs per model call (dynamic batching)."),
+    max_batch_size: int = typer.Option(128, "--max-batch-size", help="Inputs per model call (dynamic batching)."),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="How long a request waits for others to batch with."),
     max_body_bytes: int = typer.Option(1_048_576, "--max-body-bytes", help="Larger request bodies get 413."),
     max_inputs: int = typer.Option(256, "--max-inputs", help="Inputs per request; more get 413."),

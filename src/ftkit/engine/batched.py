@@ -83,6 +83,12 @@ def plan_batches(lengths: np.ndarray, batch_size: int, pass_positions: int = CPU
     return batches[::-1]
 
 
+def plan_cost(plan: list[np.ndarray], lengths: np.ndarray, pass_positions: int) -> int:
+    """What the padded passes of ``plan`` cost, in positions: per pass ``pass_positions`` plus its inputs x its
+    longest (the cost :func:`plan_batches` minimises)."""
+    return sum(pass_positions + len(b) * int(lengths[b].max()) for b in plan)
+
+
 def pack_rows(lengths: list[int], row: int) -> list[list[int]]:
     """Indices into ``lengths`` packed into rows of at most ``row`` positions (first fit, longest first)."""
     rows: list[list[int]] = []
@@ -235,7 +241,7 @@ def _groups(lengths: np.ndarray, batch_size: int, pass_positions: int, packing: 
                 continue
             plan = plan_batches(lengths[part], batch_size, pass_positions)
             if may_pack and len(part) > 1:
-                padded = sum(pass_positions + len(b) * int(lengths[part[b]].max()) for b in plan)
+                padded = plan_cost(plan, lengths[part], pass_positions)
                 cost, rows, width = packed_cost([int(x) for x in lengths[part]], pass_positions)
                 if cost <= PACK_GAIN * padded:
                     yield part, rows, width

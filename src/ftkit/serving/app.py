@@ -50,7 +50,7 @@ class ServeOptions:
     device: str = "auto"
     allow_pickle: bool = False
     #: inputs per model call (dynamic batching)
-    max_batch_size: int = 64
+    max_batch_size: int = 128
     #: how long the first request of a batch waits for others
     max_wait_ms: float = 5.0
     max_body_bytes: int = 1_048_576
