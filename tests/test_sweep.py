@@ -44,6 +44,11 @@ def _cli_flags(flags):
     return [x for k, v in flags.items() for x in (f"--{k}", v)]
 
 
+#: the Ctrl-C handler before and after the pruned sweep (the default one, or SIG_IGN where the tests run as a
+#: background job: what the sweep found is what it must leave)
+_SIGINT: dict = {}
+
+
 @pytest.fixture(scope="module")
 def pruned_sweep(data):
     """3 trials through the Python API; a pruner that stops every trial after the first at its first
@@ -61,6 +66,7 @@ def pruned_sweep(data):
     out = d / "pruned-sweep"
     writes = []
     real = run_folder.write_eval
+    _SIGINT["before"] = signal.getsignal(signal.SIGINT)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(run_folder, "write_eval", lambda run_dir, m: writes.append((Path(run_dir).name, m["split"]))
                    or real(run_dir, m))
@@ -68,6 +74,7 @@ def pruned_sweep(data):
                        max_steps=6, batch_size=8, overrides={"training.eval_strategy": "steps",
                                                              "training.eval_steps": 2, "training.logging_steps": 1},
                        **flags)
+    _SIGINT["after"] = signal.getsignal(signal.SIGINT)
     return out, result, writes
 
 
@@ -101,7 +108,8 @@ def test_pruned_trials_stop_at_their_evaluation_and_only_the_best_is_tested(prun
     assert [p.parent.name for p in out.glob("trial-*/eval_test.json")] == ["trial-000"]
     assert result.test["f1"] == json.loads((out / "trial-000" / "eval_test.json").read_text())["f1"]
     # the pruned trials' clean exit put the Ctrl-C handler back
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert _SIGINT["after"] is _SIGINT["before"]
+    assert signal.getsignal(signal.SIGINT) is _SIGINT["before"]
 
 
 def test_best_yaml_is_the_best_trials_recipe_and_reruns_as_is(pruned_sweep):
