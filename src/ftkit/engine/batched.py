@@ -34,7 +34,7 @@ CPU_PASS_POSITIONS = 48
 GPU_PASS_POSITIONS = 4096
 #: above this many features the cuts are every ``batch_size`` (sorted that many are alike in length)
 PLAN_LIMIT = 8192
-#: positions of a packed row (longer when one sequence is longer). Attention in a row costs row x row whatever
+#: positions of a packed row (only inputs that fit one are packed: see _groups). Attention in a row costs row x row whatever
 #: it masks; 64 leaves less of it wasted than 128 and packs CoNLL-length inputs as tightly (MiniLM on 2 cores,
 #: random groups of 57 CoNLL sentences: 48-80 alike, 128 about 4% slower, 192 about 12%)
 PACK_ROW = 64
@@ -107,8 +107,7 @@ def pack_rows(lengths: list[int], row: int) -> list[list[int]]:
 
 def packed_cost(lengths: list[int], pass_positions: int) -> tuple[int, list[list[int]], int]:
     """(cost in positions, rows, row length) of one packed pass over sequences of ``lengths``."""
-    row = max(PACK_ROW, max(lengths))  # (the engine packs only inputs that fit PACK_ROW: see _groups)
-    rows = pack_rows(lengths, row)
+    rows = pack_rows(lengths, PACK_ROW)
     width = max(sum(lengths[i] for i in r) for r in rows)
     return pass_positions + len(rows) * (width + width * width // ATTENTION_PAIRS_PER_POSITION), rows, width
 
@@ -181,7 +180,7 @@ def forward_outputs(task, facts, model, tokenizer, features, batch_size: int, de
     columns = input_columns(task, model, features)
     from ftkit.engine.cpu_linear import packed_linears
 
-    # on a CPU, the linear layers run on oneDNN with weights packed once (cpu_linear: about 13% faster)
+    # on a CPU, the linear layers run on oneDNN with weights packed once (see cpu_linear)
     packing_weights = packed_linears(model) if torch.device(device).type == "cpu" else contextlib.nullcontext()
     with torch.inference_mode(), packing_weights:
         if getattr(task, "outputs_per_token", False) and packs_exactly(model, device):
@@ -257,16 +256,13 @@ def _packed_pass(cols: dict, rows: list[list[int]], width: int, run_packed):
     ids = cols["input_ids"]
     types = cols.get("token_type_ids")
     lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-    # where each input lies: its row and offset there, found for all inputs at once
+    # each input's row and offset there, for all inputs at once: rows laid end to end, offsets from each row's start
     order = np.fromiter((i for members in rows for i in members), dtype=np.int64, count=len(ids))
-    row_of = np.repeat(np.arange(len(rows)), [len(members) for members in rows])
-    ends = np.cumsum(lengths[order])
-    starts = ends - lengths[order]
-    row_starts = starts[np.r_[0, np.cumsum([len(members) for members in rows])[:-1]]]  # each row's first input
-    offset_in = np.empty(len(ids), dtype=np.int64)
-    offset_in[order] = starts - row_starts[row_of]
-    row_in = np.empty(len(ids), dtype=np.int64)
-    row_in[order] = row_of
+    sizes = [len(members) for members in rows]
+    starts = np.cumsum(lengths[order]) - lengths[order]
+    row_in, offset_in = np.empty_like(order), np.empty_like(order)
+    row_in[order] = np.repeat(np.arange(len(rows)), sizes)
+    offset_in[order] = starts - np.repeat(starts[np.cumsum(sizes) - sizes], sizes)
     # every position of every input, as (row, column) of the packed batch, in input order
     flat_row = np.repeat(row_in, lengths)
     within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)

@@ -6,8 +6,8 @@ every call. oneDNN (bundled with every PyTorch CPU build) can take the weight la
 product -- the pair ``torch.compile`` (inductor, with freezing) emits for a linear layer on a CPU. Measured on
 the 2 AMD EPYC (Zen 4) cores here at the shapes of a MiniLM pass over CoNLL sentences (1,024 positions, 384 <->
 1,536): 182-196 GFLOP/s through MKL, 217-221 through the packed weights; ``Predictor.predict`` on random groups
-of 57 CoNLL sentences 330 -> 376 sentences/s, the same entities (fp32 both ways: values differ in summation
-order only, about 1e-6 relative).
+of 57 CoNLL sentences 339 -> 362 sentences/s (12 runs alternating ``FTKIT_CPU_PREPACK``), the same entities
+(fp32 both ways: values differ in summation order only, about 1e-6 relative).
 
 Within ``with packed_linears(model):`` every plain ``nn.Linear`` of the model has such a forward, used only
 where it is exact to use: no autograd (inference mode or no_grad), an fp32 input on the CPU, and the weight it packed
@@ -19,8 +19,8 @@ another dtype or device -- runs ``F.linear`` as before. The operators are privat
 run and agree with ``F.linear`` is checked once per process on a probe; where they do not (another build, an
 architecture without oneDNN), nothing changes. ``FTKIT_CPU_PREPACK=0`` turns it off.
 
-The packed weights cost one more copy of the linear weights in memory while the model lives (MiniLM: about
-85 MB).
+Memory: one more copy of the linear weights while the model lives (MiniLM: 88 MB), and oneDNN's kernels for
+each input shape it meets (its cache holds 1,024; a MiniLM server levels off a few hundred MB higher).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ import os
 import types
 import weakref
 
+import torch
+
 #: how far the packed product may be from ``F.linear`` on the probe (relative to the output's scale)
 PROBE_TOLERANCE = 1e-5
 
@@ -40,8 +42,6 @@ def available() -> bool:
     """Whether oneDNN's packed linear runs here and agrees with ``F.linear`` (checked once per process)."""
     if os.environ.get("FTKIT_CPU_PREPACK", "1").strip().lower() in ("0", "false", "no", "off"):
         return False
-    import torch
-
     try:
         if not torch.backends.mkldnn.is_available():
             return False
@@ -67,11 +67,9 @@ _PACKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _forward(self, x):
-    import torch
-
     weight = self.weight
     if (torch.is_grad_enabled() or x.dtype != torch.float32 or weight.dtype != torch.float32
-            or x.device.type != "cpu" or weight.device.type != "cpu" or x.dim() == 0):
+            or x.device.type != "cpu" or weight.device.type != "cpu"):
         return torch.nn.functional.linear(x, weight, self.bias)
     state = (weight.data_ptr(), _version(weight))
     cached = _PACKED.get(self)
@@ -94,8 +92,6 @@ def packed_linears(model):
     """Within the block, the plain ``nn.Linear`` layers of ``model`` run the packed forward (see the module's
     doc); the block yields how many do (0 where oneDNN is not available). On leaving, the layers are as they
     were: the model keeps nothing of it (the packed weights stay cached beside it for the next block)."""
-    import torch
-
     layers = []
     if isinstance(model, torch.nn.Module) and available():
         # (subclasses -- quantized, LoRA... -- have forwards of their own; a layer with a forward of its own
