@@ -147,26 +147,30 @@ class Batcher:
                 for job in live:  # find the request that fails; the others still get their answers
                     self._run([job])
                 return
-            self._answer(live[0], error=e)
+            self._answer([(live[0], None, e)])
             return
         self.stats.batches += 1
         self.stats.requests += len(live)
         self.stats.inputs += len(records)
         self.stats.largest_batch = max(self.stats.largest_batch, len(records))
-        start = 0
+        answers, start = [], 0
         for job in live:
             end = start + len(job.records)
-            self._answer(job, outputs[start:end])
+            answers.append((job, outputs[start:end], None))
             start = end
+        self._answer(answers)
 
-    def _answer(self, job: _Job, result: Any = None, error: BaseException | None = None) -> None:
+    def _answer(self, answers: list[tuple[_Job, Any, BaseException | None]]) -> None:
+        """Settle each job's future with its result or error, all in one call on the event loop (one wake-up
+        of the loop per batch, not one per request)."""
         def settle():
-            if job.future.done():  # the request was cancelled meanwhile
-                return
-            if error is not None:
-                job.future.set_exception(error)
-            else:
-                job.future.set_result(result)
+            for job, result, error in answers:
+                if job.future.done():  # the request was cancelled meanwhile
+                    continue
+                if error is not None:
+                    job.future.set_exception(error)
+                else:
+                    job.future.set_result(result)
 
         try:
             self._loop.call_soon_threadsafe(settle)
