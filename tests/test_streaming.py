@@ -259,3 +259,31 @@ def test_streaming_mode_trains_on_a_saved_dataset(tiny_models, tmp_path, monkeyp
     err = result.output.strip().splitlines()[-1]
     assert err.startswith("error: ") and "epochs are undefined" in err and "--max-steps" in err
     assert not (tmp_path / "run2").exists()
+
+
+def test_in_memory_examples_pickle_and_map_without_hashing(monkeypatch):
+    """The examples ``predict`` builds in memory are ``UnhashedMaps``: pickled by name into map's worker
+    processes, and ``map`` never hashes the function it maps (a server would pay for it on every batch)."""
+    import pickle
+
+    import datasets.arrow_dataset
+
+    from ftkit.data.parallel import in_memory
+    from ftkit.data.unhashed import UnhashedMaps, unhashed
+
+    examples = in_memory({"text": ["a b", "c", "d e f"], "n": [1, 2, 3]})
+    assert isinstance(examples, UnhashedMaps)
+    again = pickle.loads(pickle.dumps(examples))
+    assert type(again) is UnhashedMaps and again.to_list() == examples.to_list()
+    assert unhashed(examples) is examples
+    assert type(unhashed(datasets.Dataset.from_dict({"n": [1]}))) is UnhashedMaps
+
+    two = examples.map(lambda b: {"m": [x * 10 for x in b["n"]]}, batched=True, batch_size=2, num_proc=2)
+    assert two["m"][:] == [10, 20, 30]
+
+    def no_hashing(*args, **kwargs):
+        raise AssertionError("Dataset.map hashed its function")
+
+    monkeypatch.setattr(datasets.arrow_dataset, "update_fingerprint", no_hashing)
+    words = examples.map(lambda b: {"words": [len(t.split()) for t in b["text"]]}, batched=True)
+    assert words["words"][:] == [2, 1, 3]

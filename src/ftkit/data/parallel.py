@@ -82,17 +82,19 @@ def _map_directly(examples, fn: Callable, remove_columns: list[str], features, w
 def in_memory(columns: dict[str, list], features=None):
     """A ``datasets.Dataset`` of these columns with a random fingerprint: ``Dataset.from_dict`` hashes its
     whole table to name it (about 2 ms for a sentence), a name ftkit never uses (its caches key on the
-    input data); tasks build the examples of ``predict`` with it."""
-    from datasets import Dataset
+    input data); tasks build the examples of ``predict`` with it. Its ``map`` skips hashing too
+    (:class:`ftkit.data.unhashed.UnhashedMaps`)."""
     from datasets.arrow_writer import OptimizedTypedSequence
     from datasets.fingerprint import generate_random_fingerprint
     from datasets.table import InMemoryTable
+
+    from ftkit.data.unhashed import UnhashedMaps
 
     if features is not None:
         table = InMemoryTable.from_pydict(columns, schema=features.arrow_schema)
     else:  # the column types from_dict and map choose (input_ids as int32, attention_mask as int8...)
         table = InMemoryTable.from_pydict({k: OptimizedTypedSequence(v, col=k) for k, v in columns.items()})
-    return Dataset(table, fingerprint=generate_random_fingerprint())
+    return UnhashedMaps(table, fingerprint=generate_random_fingerprint())
 
 
 def rows_in_memory(rows: list[dict[str, Any]], empty_columns: list[str]):

@@ -134,32 +134,14 @@ class Predictor:
         examples = self.task.predict_examples(records)
         if len(examples) == 0:
             return []
-        predictions = predict_split(self.task, self.facts, self.model, self.tokenizer, unhashed_maps(examples),
+        from ftkit.data.unhashed import unhashed
+
+        # (a server predicts once per batch: a map here must not hash the tokenizer, see ftkit.data.unhashed)
+        predictions = predict_split(self.task, self.facts, self.model, self.tokenizer, unhashed(examples),
                                     batch_size=batch_size, device=self.device)
         columns = examples[:]  # every column converted at once (iterating a Dataset formats row by row)
         rows = (dict(zip(columns, values)) for values in zip(*columns.values()))
         return [self.task.format_prediction(ex, p) for ex, p in zip(rows, predictions)]
-
-
-def unhashed_maps(examples):
-    """``examples`` whose ``map`` skips hashing the mapped function.
-
-    ``Dataset.map`` names its result by hashing the function it maps, tokenizer and all (it pickles the whole
-    vocabulary: 0.1 s or more a call, more than a forward pass over a few sentences costs). ftkit never uses
-    that name: its feature cache keys on the input data. Paid once per ``ftkit predict`` it does not matter,
-    but a server calls ``Predictor.predict`` once per batch, so each ``map`` on these examples gets a fresh
-    random fingerprint through ``map``'s own ``new_fingerprint`` argument instead.
-    """
-    from datasets import Dataset
-    from datasets.fingerprint import generate_random_fingerprint
-
-    class UnhashedMaps(Dataset):
-        def map(self, *args, **kwargs):
-            kwargs.setdefault("new_fingerprint", generate_random_fingerprint())
-            return super().map(*args, **kwargs)
-
-    return UnhashedMaps(examples.data, info=examples.info, split=examples.split,
-                        indices_table=getattr(examples, "_indices", None), fingerprint=examples._fingerprint)
 
 
 def predict_records(model_path: str | Path, records: list[dict[str, Any]], batch_size: int = 32,
