@@ -505,6 +505,40 @@ def test_batcher_answers_a_lone_client_without_waiting_for_company():
     asyncio.run(main())
 
 
+def test_batcher_stops_waiting_once_the_last_batchs_clients_are_back():
+    """Clients that each wait for their answer before sending again (a load test, a pipeline): once a batch
+    holds as many requests as the last one answered and nothing else is queued, it runs instead of waiting out
+    max_wait_ms; it still takes every request queued by then, and the first batch still waits."""
+    from ftkit.serving.batcher import Batcher
+
+    calls = []
+
+    def predict(records):
+        calls.append(len(records))
+        return list(records)
+
+    async def main():
+        b = Batcher(predict, max_batch_size=64, max_wait_ms=400)
+        await b.start()
+
+        async def client(c: int, rounds: list):
+            for r in range(5):
+                t = time.perf_counter()
+                assert await b.submit([f"{c}-{r}"]) == [f"{c}-{r}"]
+                rounds.append((r, time.perf_counter() - t))
+
+        rounds: list = []
+        await asyncio.gather(*(client(c, rounds) for c in range(4)))
+        first = [t for r, t in rounds if r == 0]
+        later = [t for r, t in rounds if r > 0]
+        assert min(first) >= 0.35  # nothing to go by yet: the first batch waits for company
+        assert max(later) < 0.2, later  # each later round runs once the four are back
+        assert calls == [4] * 5  # and every batch held all four
+        await b.stop()
+
+    asyncio.run(main())
+
+
 # ---------------------------------------------------------------------------
 # the page
 
