@@ -8,7 +8,7 @@ prediction alone through the Predictor it uses) and through a naive FastAPI app 
 one forward pass, plain transformers: what a user writes by hand). Then 1,000 malformed requests mixed into
 2,000 good ones at 32 clients: every malformed one must get a 4xx, every good one its right answer, and the
 server must be healthy after. Every served answer is checked against `ftkit predict` on the same sentence.
-`--rounds N` (3) then times the prediction loop, the top level and the naive app's top level in turns, N times:
+`--rounds N` (6) then times the prediction loop, the top level and the naive app's top level in turns, N times:
 this machine's speed drifts between minutes, and the ratios are read round by round (medians).
 
     flock /tmp/ftkit-cpu.lock bench/serve_load.sh      # trains + exports the MiniLM NER model if missing
@@ -26,6 +26,7 @@ import platform
 import random
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -341,7 +342,7 @@ def rounds_in_turns(url: str, proc: Proc, model: str, work: Path, requests, clie
                            serve_vs_naive=round(sv["sentences_per_s"] / nv["sentences_per_s"], 3))
             line += f"; naive {nv['sentences_per_s']}/s, serve/naive {out[-1]['serve_vs_naive']}"
         print(line, flush=True)
-    median = lambda key: sorted(r[key] for r in out)[len(out) // 2]  # noqa: E731
+    median = lambda key: round(statistics.median(r[key] for r in out), 3)  # noqa: E731 (of an even count: the mean of the middle two)
     result = {"clients": clients, "rounds": out, "ratio_median": median("ratio"),
               "ratio_of_bests": round(max(r["serve_sentences_per_s"] for r in out)
                                       / max(r["predict_only_sentences_per_s"] for r in out), 3)}
@@ -391,7 +392,7 @@ def main() -> None:
     ap.add_argument("--malformed", type=int, default=1000)
     ap.add_argument("--time-limit", type=float, default=600, help="seconds per level at most")
     ap.add_argument("--skip-naive", action="store_true")
-    ap.add_argument("--rounds", type=int, default=3,
+    ap.add_argument("--rounds", type=int, default=6,
                     help="then the prediction loop and the top level in turns, this many times (0: none)")
     ap.add_argument("--client", choices=["raw", "httpx"], default="raw",
                     help="load generator of the levels: plain asyncio streams (default) or httpx")
