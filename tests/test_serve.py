@@ -476,16 +476,23 @@ def test_batcher_gathers_concurrent_requests_and_isolates_failures():
     asyncio.run(main())
 
 
+def _echo():
+    """A predict for a Batcher that answers each record with itself, and the list of its batch sizes."""
+    calls: list[int] = []
+
+    def predict(records):
+        calls.append(len(records))
+        return list(records)
+
+    return calls, predict
+
+
 def test_batcher_answers_a_lone_client_without_waiting_for_company():
     """One client sending request after request: after two lone batches nothing waits max_wait_ms any more;
     concurrent requests after that are gathered (and wait) again."""
     from ftkit.serving.batcher import Batcher
 
-    calls = []
-
-    def predict(records):
-        calls.append(len(records))
-        return list(records)
+    calls, predict = _echo()
 
     async def main():
         b = Batcher(predict, max_batch_size=8, max_wait_ms=300)
@@ -511,11 +518,7 @@ def test_batcher_stops_waiting_once_the_last_batchs_clients_are_back():
     max_wait_ms; it still takes every request queued by then, and the first batch still waits."""
     from ftkit.serving.batcher import Batcher
 
-    calls = []
-
-    def predict(records):
-        calls.append(len(records))
-        return list(records)
+    calls, predict = _echo()
 
     async def main():
         b = Batcher(predict, max_batch_size=64, max_wait_ms=400)
